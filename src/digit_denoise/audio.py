@@ -1,0 +1,151 @@
+"""Audio I/O at the edges: read any file libsndfile reads, resample with soxr, write atomically.
+
+Arrays are float32 shaped ``(channels, samples)``. Nothing here knows about models or manifests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the file header says."""
+
+    frames: int
+    sample_rate: int
+    channels: int
+    format: str
+    subtype: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected an audio file")
+
+
+def info(path: str | os.PathLike) -> AudioInfo:
+    """Read an audio file's header. Raises :class:`UserError` if it is not readable audio."""
+    path = Path(path)
+    _check_exists(path)
+    try:
+        i = sf.info(str(path))
+    except Exception as e:  # libsndfile's errors are RuntimeError / LibsndfileError
+        raise UserError(f"{path}: not a readable audio file ({_short(e)})") from None
+    return AudioInfo(i.frames, i.samplerate, i.channels, i.format, i.subtype)
+
+
+def _short(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    return msg[:160]
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample ``(channels, samples)`` or ``(samples,)`` float audio with soxr (HQ)."""
+    if sr_in == sr_out:
+        return audio.astype(np.float32, copy=False)
+    if audio.shape[-1] == 0:
+        n = 0
+        return np.zeros(audio.shape[:-1] + (n,), dtype=np.float32)
+    x = np.ascontiguousarray(audio.T if audio.ndim == 2 else audio, dtype=np.float32)
+    y = soxr.resample(x, sr_in, sr_out, quality="HQ")
+    return np.ascontiguousarray(y.T if audio.ndim == 2 else y, dtype=np.float32)
+
+
+def load_audio(path: str | os.PathLike, sr: int | None = None, mono: bool = False,
+               start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
+    """Read ``path`` as float32 ``(channels, samples)``, optionally resampled to ``sr``.
+
+    Args:
+        path: any file libsndfile reads (WAV, FLAC, OGG, MP3, ...).
+        sr: target sample rate; None keeps the file's rate.
+        mono: average channels into one.
+        start, frames: read only part of the file (in the file's own samples).
+    Returns:
+        (audio, sample_rate). Non-finite samples raise :class:`UserError`.
+    """
+    path = Path(path)
+    _check_exists(path)
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True, start=start,
+                                frames=frames)
+    except Exception as e:
+        raise UserError(f"{path}: not a readable audio file ({_short(e)})") from None
+    audio = np.ascontiguousarray(data.T)  # (channels, samples)
+    if not np.isfinite(audio).all():
+        raise UserError(f"{path}: contains NaN or infinite samples; repair or re-export the file")
+    if mono and audio.shape[0] > 1:
+        audio = audio.mean(axis=0, keepdims=True)
+    if sr is not None and sr != file_sr:
+        audio = resample(audio, file_sr, sr)
+        file_sr = sr
+    return audio, int(file_sr)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    Nothing half-written is ever left at ``path``: on error the temp file is removed.
+    With ``overwrite=False`` an existing ``path`` raises :class:`UserError` first.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise UserError(f"{path}: already exists; pass --overwrite or choose another output")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write there ({e.strerror}); choose a writable folder") from None
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int, *, subtype: str | None = None,
+                format: str | None = None, overwrite: bool = False) -> Path:
+    """Write ``(channels, samples)`` or ``(samples,)`` float audio atomically (temp + rename).
+
+    The format follows the file extension unless ``format`` is given (libsndfile names: WAV,
+    FLAC, OGG, MP3...). ``subtype`` e.g. PCM_16, PCM_24, FLOAT; None takes the format's default.
+    """
+    path = Path(path)
+    data = np.asarray(audio, dtype=np.float32)
+    data = data.T if data.ndim == 2 else data
+    if format is None:
+        ext = path.suffix.lower().lstrip(".")
+        format = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3", "aiff": "AIFF",
+                  "aif": "AIFF"}.get(ext)
+        if format is None:
+            raise UserError(f"{path}: unknown output extension '{path.suffix}'; use .wav, .flac, .ogg or .mp3")
+    if subtype is not None and not sf.check_format(format, subtype):
+        subtype = None
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        try:
+            sf.write(str(tmp), data, sr, subtype=subtype, format=format)
+        except Exception as e:
+            raise UserError(f"{path}: could not write audio ({_short(e)})") from None
+    return path
