@@ -1,0 +1,173 @@
+"""Checkpoints without pickle: safetensors weights + a JSON config, and a weights-only state file.
+
+A checkpoint is a folder::
+
+    model.safetensors   weights (and BatchNorm buffers)
+    model.json          {"format", "format_version", "model", "config", "features", "sample_rate", ...}
+    state.pt            optimizer / RNG / step state (training only; loaded with weights_only=True)
+
+A single ``.safetensors`` file with its ``.json`` beside it (same stem) is also accepted by
+:func:`load_model`. Folders are written to a temp name and swapped into place, so a crash never
+leaves a half-written checkpoint. Loading never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import UserError
+
+FORMAT = "digit-denoise-model"
+FORMAT_VERSION = 1
+
+
+def model_meta(name: str, config: dict, features: dict, sample_rate: int, extra: dict | None = None) -> dict:
+    """The JSON that rebuilds a model: its name, config dataclass as a dict, feature settings, rate."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": name, "config": config,
+            "features": features, "sample_rate": sample_rate,
+            "versions": {"digit_denoise": __version__, "torch": torch.__version__}, **(extra or {})}
+
+
+def _write_model_files(folder: Path, model: torch.nn.Module, meta: dict) -> None:
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": FORMAT})
+    (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, state: dict | None = None) -> Path:
+    """Write ``folder`` atomically (temp folder + rename); ``state`` goes to state.pt if given."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        _write_model_files(tmp, model, meta)
+        if state is not None:
+            torch.save(state, tmp / "state.pt")
+        old = folder.parent / f".{folder.name}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def recover(folder: str | Path) -> Path:
+    """If a crash happened between the two renames of :func:`save_checkpoint`, restore the old copy."""
+    folder = Path(folder)
+    old = folder.parent / f".{folder.name}.old"
+    if not folder.exists() and old.exists():
+        os.replace(old, folder)
+    return folder
+
+
+def resolve(path: str | Path) -> tuple[Path, Path]:
+    """Find (weights file, json file) for a run folder, a checkpoint folder or a .safetensors/.json file."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: model not found; pass a run folder (runs/NAME), a checkpoint folder or a "
+                        ".safetensors file")
+    if p.is_dir():
+        for cand in (p, p / "checkpoints" / "best", p / "checkpoints" / "last"):
+            recover(cand)
+            if (cand / "model.safetensors").is_file():
+                return cand / "model.safetensors", cand / "model.json"
+        raise UserError(f"{p}: no model.safetensors in this folder or its checkpoints/best|last; "
+                        "is it a finished training run?")
+    if p.suffix == ".json":
+        return p.with_suffix(".safetensors"), p
+    if p.suffix == ".safetensors":
+        js = p.with_suffix(".json")
+        return p, js if js.exists() else p.parent / "model.json"
+    raise UserError(f"{p}: not a model file; expected a .safetensors file (with its .json) or a run folder")
+
+
+def read_meta(json_path: Path) -> dict:
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{json_path}: model config missing; a model needs its .json beside the weights") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{json_path}: model config is not valid JSON ({str(e)[:80]})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserError(f"{json_path}: not a digit-denoise model config (no \"format\": \"{FORMAT}\")")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserError(f"{json_path}: model format version {version} is newer than this digit-denoise "
+                        f"understands ({FORMAT_VERSION}); upgrade digit-denoise")
+    return meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a model from its checkpoint alone. Returns (model in eval mode, meta dict).
+
+    Used by resume, evaluate, the CLI and the Python API. Never executes code from the file.
+    """
+    from .models import available_models, build_model
+
+    weights, js = resolve(path)
+    meta = read_meta(js)
+    name = meta.get("model")
+    if name not in available_models():
+        raise UserError(f"{js}: unknown model '{name}' (known: {', '.join(available_models())}); "
+                        "it may come from a newer digit-denoise")
+    try:
+        model = build_model(name, meta.get("config") or {})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{js}: model config does not fit model '{name}' ({str(e)[:120]})") from None
+    try:
+        tensors = load_file(str(weights))
+    except FileNotFoundError:
+        raise UserError(f"{weights}: weights file missing") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{weights}: corrupt or not a safetensors file ({str(e)[:80]})") from None
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise UserError(f"{weights}: weights do not match the model in {js.name} "
+                        f"({(first[1] if len(first) > 1 else first[0]).strip()[:140]})") from None
+    return model.to(device).eval(), meta
+
+
+# ------------------------------------------------------------------------ training state
+def rng_state() -> dict:
+    """Torch, numpy and random states in a form ``torch.load(weights_only=True)`` accepts."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                                                      int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "random": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    r = state["random"]
+    random.setstate((r[0], tuple(r[1]), r[2]))
+
+
+def load_state(folder: str | Path) -> dict:
+    """Load state.pt with ``weights_only=True`` (no code execution)."""
+    path = Path(folder) / "state.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: training state missing; pass --restart to start over") from None
+    except Exception as e:
+        raise UserError(f"{path}: unreadable training state ({str(e)[:80]}); pass --restart to start over") from None

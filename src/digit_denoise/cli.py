@@ -1,0 +1,243 @@
+"""The ``digit-denoise`` command: a thin argparse layer over the stage functions.
+
+Each sub-command parses its options and calls one function. A :class:`UserError` raised anywhere
+is printed once as ``digit-denoise: error: <message>`` with exit status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import UserError
+
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _add(sub, name: str, help: str, func) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help, formatter_class=FORMATTER)
+    p.set_defaults(func=func)
+    return p
+
+
+# --------------------------------------------------------------------------------- data
+def cmd_prepare(a) -> int:
+    from .manifest import prepare, summary_table
+    from .noise import NoiseConfig
+
+    noise = NoiseConfig.parse(a.noise, a.snr, a.babble_talkers)
+    rows = prepare(a.corpus, a.out, layout=a.layout, pattern=a.pattern, test_speakers=a.test_speakers,
+                   val_fraction=a.val_fraction, seed=a.seed, noise=noise, strict=a.strict, overwrite=a.overwrite)
+    print(summary_table(rows))
+    return 0
+
+
+def cmd_mix(a) -> int:
+    from .data import mix_to_disk
+    from .manifest import load_manifest, select
+
+    rows = load_manifest(a.manifest)
+    mix_to_disk(select(rows, a.split, a.limit), a.out, sr=a.sample_rate, overwrite=a.overwrite, all_rows=rows)
+    return 0
+
+
+def cmd_summary(a) -> int:
+    from .manifest import load_manifest, summary_table
+
+    print(summary_table(load_manifest(a.manifest)))
+    return 0
+
+
+def cmd_synth(a) -> int:
+    from .synth import synthesize_corpus
+
+    s = synthesize_corpus(a.out, speakers=a.speakers, takes=a.takes, seed=a.seed, overwrite=a.overwrite)
+    print(f"synthesised {s['files']} clips of {s['speakers']} speakers "
+          f"({s['total_seconds'] / 60:.1f} min at {s['sample_rate']} Hz) into {s['out_dir']}")
+    return 0
+
+
+def cmd_download(a) -> int:
+    from .download import download
+
+    path = download(a.dataset, a.to, url=a.url, sha256=a.sha256, overwrite=a.overwrite)
+    print(f"{a.dataset} is in {path}")
+    return 0
+
+
+def add_data(sub) -> None:
+    data = sub.add_parser("data", help="prepare corpora: manifests, splits, noise, synthetic digits, downloads",
+                          formatter_class=FORMATTER)
+    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{prepare,mix,summary,synth,download}")
+
+    p = _add(dsub, "prepare", "scan a corpus and write a manifest CSV with a speaker-disjoint split", cmd_prepare)
+    p.add_argument("--corpus", required=True, help="folder of recordings")
+    p.add_argument("--layout", default="auto", choices=["audiomnist", "pairs", "fsdd", "folder", "auto"],
+                   help="corpus layout: audiomnist NN/D_NN_I.wav; pairs = audiomnist + D_NN_I_noisy.wav; "
+                        "fsdd recordings/D_name_I.wav; folder = any tree with --pattern; auto detects")
+    p.add_argument("--pattern", default=None,
+                   help="file-name pattern for --layout folder, e.g. '{digit}_{speaker}_{take}' ({any} or * match anything)")
+    p.add_argument("--out", default="manifest.csv", help="manifest CSV to write")
+    p.add_argument("--test-speakers", default="5",
+                   help="number of whole speakers held out for test (seeded choice), or a list like 28,56")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="fraction of each speaker×digit group of the non-test speakers put in validation")
+    p.add_argument("--noise", default="white",
+                   help="noise when the corpus has no noisy files: white, pink, brown, babble, a folder of noise "
+                        "files, or a comma list drawn per clip")
+    p.add_argument("--snr", default="-8", help="SNR in dB: -8, a list -8,-5,0 (drawn per clip) or a range -10:10")
+    p.add_argument("--babble-talkers", type=int, default=5, help="utterances summed into babble noise")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and of every clip's noise")
+    p.add_argument("--strict", action="store_true", help="fail on unreadable files instead of leaving them out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing, different manifest")
+
+    p = _add(dsub, "mix", "write the noisy version of each manifest row to disk (+ a manifest pointing at them)",
+             cmd_mix)
+    p.add_argument("--manifest", required=True, help="manifest CSV from 'data prepare'")
+    p.add_argument("--out", required=True, help="folder for <id>_noisy.wav files and manifest.csv")
+    p.add_argument("--split", default="all", choices=["all", "train", "val", "test"], help="rows to mix")
+    p.add_argument("--limit", type=int, default=None, help="mix only this many rows (spread over the split)")
+    p.add_argument("--sample-rate", type=int, default=None, help="output rate (default: each file's own rate)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing noisy files")
+
+    p = _add(dsub, "summary", "print a manifest's split/noise summary table", cmd_summary)
+    p.add_argument("manifest", help="manifest CSV")
+
+    p = _add(dsub, "synth", "synthesise an AudioMNIST-layout corpus of spoken digits with espeak-ng "
+             "(optional extra [synth], GPL-3.0-or-later)", cmd_synth)
+    p.add_argument("--out", required=True, help="folder to create")
+    p.add_argument("--speakers", type=int, default=30, help="number of pseudo-speakers")
+    p.add_argument("--takes", type=int, default=10, help="takes of each digit per speaker")
+    p.add_argument("--seed", type=int, default=0, help="seed of the speakers' voices")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
+
+    p = _add(dsub, "download", "download and unpack a public corpus (verified, atomic)", cmd_download)
+    p.add_argument("dataset", choices=["audiomnist", "fsdd"], help="which corpus")
+    p.add_argument("--to", required=True, help="destination folder (created; must not exist unless --overwrite)")
+    p.add_argument("--url", default=None, help="download from this URL instead (a mirror)")
+    p.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing destination")
+
+
+# ------------------------------------------------------------------------- train / eval
+def cmd_train(a) -> int:
+    import json as _json
+
+    from .train import resolve_config, train
+
+    overrides = {k: getattr(a, k) for k in ("manifest", "out", "lr", "batch_size", "epochs", "max_steps",
+                                            "val_every", "limit", "val_limit", "seed", "threads", "device",
+                                            "model", "loss")}
+    if a.fresh_noise:
+        overrides["fresh_noise"] = True
+    if a.model_config:
+        try:
+            overrides["model_config"] = _json.loads(a.model_config)
+        except ValueError:
+            raise UserError(f"--model-config {a.model_config!r}: not valid JSON (e.g. '{{\"channels\": [16, 32, 64]}}')")
+    cfg = resolve_config(a.preset, **overrides)
+    s = train(cfg, restart=a.restart)
+    print(f"run: {s['run']}  steps: {s['steps']}  best val loss: {s['best_val_loss']:.5f}  "
+          f"train time: {s['elapsed_s']:.0f} s  ({s['samples_per_s']} samples/s)")
+    return 0
+
+
+def add_train(sub) -> None:
+    from .train import PRESETS
+
+    p = _add(sub, "train", "train a denoiser on a manifest (resumes when rerun; --restart starts over)", cmd_train)
+    p.add_argument("--manifest", required=True, help="manifest CSV from 'data prepare'")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/seed")
+    p.add_argument("--preset", default="seed", choices=list(PRESETS),
+                   help="seed: the published recipe done right; seed-buggy: its bug reproduced (comparison only)")
+    p.add_argument("--model", default=None, help="model family (default: the preset's)")
+    p.add_argument("--model-config", default=None, help="JSON overrides of the model config")
+    p.add_argument("--loss", default=None, help="loss (default: the preset's; seed: mse)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (seed preset: 2e-4)")
+    p.add_argument("--batch-size", type=int, default=None, help="global batch size (seed preset: 128)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (seed preset: 6)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (default: no limit)")
+    p.add_argument("--val-every", type=int, default=None, help="validate and checkpoint every N steps (seed: 75)")
+    p.add_argument("--limit", type=int, default=None, help="use only N training clips (default: all)")
+    p.add_argument("--val-limit", type=int, default=None, help="use only N validation clips (default: all)")
+    p.add_argument("--fresh-noise", action="store_true", help="new noise every epoch (evaluation noise stays fixed)")
+    p.add_argument("--seed", type=int, default=None, help="seed for torch/numpy/random and the data order (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--restart", action="store_true", help="delete the run folder's state and start over")
+
+
+def cmd_evaluate(a) -> int:
+    from .evaluate import evaluate
+
+    s = evaluate(a.run, a.split, manifest=a.manifest, buggy=a.buggy, limit=a.limit, n_examples=a.examples,
+                 phase=a.phase, gl_iters=a.gl_iters)
+    print(f"{s['split']} split, {s['n_clips']} clips, model {s['model']} (step {s['step']})")
+    print(s["table"])
+    print(f"report: {s['folder']}")
+    return 0
+
+
+def add_evaluate(sub) -> None:
+    p = _add(sub, "evaluate", "MSE of a run on the seed representation beside trivial baselines, with figures",
+             cmd_evaluate)
+    p.add_argument("run", help="run folder from 'digit-denoise train'")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="manifest split to evaluate")
+    p.add_argument("--manifest", default=None, help="manifest to use (default: the run's)")
+    p.add_argument("--buggy", default=None, help="a run folder of the seed-buggy preset to add to the table")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only N clips (default: all)")
+    p.add_argument("--examples", type=int, default=3, help="clips to render as figures and WAVs")
+    p.add_argument("--phase", default="noisy", choices=["noisy", "griffinlim"], help="phase for the example audio")
+    p.add_argument("--gl-iters", type=int, default=32, help="Griffin-Lim iterations")
+
+
+def cmd_denoise(a) -> int:
+    from .denoise import denoise_paths
+
+    return denoise_paths(a.inputs, a.output, model=a.model, phase=a.phase, gl_iters=a.gl_iters,
+                         overwrite=a.overwrite)
+
+
+def add_denoise(sub) -> None:
+    p = _add(sub, "denoise", "denoise a recording with a trained model", cmd_denoise)
+    p.add_argument("inputs", nargs="+", help="input audio file(s)")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    p.add_argument("--model", required=True, help="run folder, checkpoint folder or .safetensors file")
+    p.add_argument("--phase", default="noisy", choices=["noisy", "griffinlim"],
+                   help="phase of the output: the noisy input's (better) or Griffin-Lim's (as the seed)")
+    p.add_argument("--gl-iters", type=int, default=32, help="Griffin-Lim iterations")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+_EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise]
+
+
+# --------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="digit-denoise", formatter_class=FORMATTER,
+        description="Train, evaluate and serve denoisers for short spoken recordings.")
+    parser.add_argument("--version", action="version", version=f"digit-denoise {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_data(sub)
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"digit-denoise: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("digit-denoise: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,499 @@
+"""The seed representation (48 kHz mel dB image, 112x112) in batched torch, and its inverses.
+
+Forward (matches the seed project's librosa + OpenCV code, see ``tests/test_features.py``)::
+
+    wave @ 48 kHz
+      -> |STFT|^2   (n_fft 2048, hop 512, hann, centre=True, zero padding: frames = 1 + len // hop)
+      -> mel power  (256 Slaney-scale bands, Slaney area norm, fmin 0, fmax sr/2)
+      -> dB         (librosa.power_to_db(S, ref=np.max, amin=1e-10, top_db=80))
+      -> [0, 1]     (per-clip min-max)
+      -> 112 x 112  (cv2.resize(img, (112, 112), interpolation=cv2.INTER_AREA), reproduced exactly)
+
+Every per-clip number (frame count, max, min, reference power) is taken over that clip's own
+valid frames, so a padded batch gives the same images as one call per clip.
+
+Inverse: :func:`seed_to_mel_power` (image -> absolute mel power), :func:`mel_power_to_linear`
+(mel -> linear power via the filterbank's pseudo-inverse, clamped >= 0), then
+:func:`griffin_lim` or :func:`with_phase` (magnitude + a given waveform's phase); or all at once
+with :func:`seed_invert`.
+
+The OpenCV ``INTER_AREA`` rule (OpenCV ``imgproc/src/resize.cpp``, checked numerically against
+``cv2`` in the tests): when the image shrinks (or keeps its size) along *both* axes, each output
+pixel is the exact pixel-area-weighted mean of the input cells it covers. When it grows along
+*either* axis, OpenCV uses a 2-tap linear rule on *both* axes, with ``sx = floor(dx * scale)``
+and weight ``fx = (dx + 1) - (sx + 1) / scale`` (fractional part, 0 if <= 0), edges clamped.
+Both are separable, so the resize is ``W_rows @ X @ W_cols^T`` with matrices cached per size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import audio
+
+__all__ = [
+    "SeedFeatureConfig",
+    "SeedFeatures",
+    "mel_filterbank",
+    "area_resize_matrices",
+    "area_resize",
+    "wave_to_seed",
+    "seed_features",
+    "pad_batch",
+    "seed_to_mel_power",
+    "mel_power_to_linear",
+    "griffin_lim",
+    "with_phase",
+    "seed_invert",
+]
+
+
+@dataclass(frozen=True)
+class SeedFeatureConfig:
+    """Settings of the seed representation (defaults are the seed project's)."""
+
+    sample_rate: int = 48000  # every clip is resampled to this rate (Hz) first
+    n_fft: int = 2048  # STFT size (and hann window length), samples
+    hop: int = 512  # STFT hop, samples
+    n_mels: int = 256  # mel bands (Slaney scale, Slaney norm, 0 .. sr/2)
+    top_db: float = 80.0  # dB floor below each clip's maximum (power_to_db top_db)
+    amin: float = 1e-10  # power floor before log10 (power_to_db amin)
+    size: tuple[int, int] = (112, 112)  # output image (height = mel axis, width = time axis)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SeedFeatureConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "size" in kw:
+            kw["size"] = tuple(int(v) for v in kw["size"])
+        return cls(**kw)
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+
+# --------------------------------------------------------------------------------------------
+# mel filterbank (Slaney), written out so it needs no librosa at run time
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = f / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    log_t = f >= min_log_hz
+    return np.where(log_t, min_log_mel + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep,
+                    mels)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp = 200.0 / 3
+    freqs = f_sp * m
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    log_t = m >= min_log_mel
+    return np.where(log_t, min_log_hz * np.exp(logstep * (m - min_log_mel)), freqs)
+
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                   fmax: float | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Slaney mel filterbank with Slaney area norm: ``Tensor[n_mels, n_fft // 2 + 1]``.
+
+    Same construction as ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
+    fmax=fmax)`` (htk=False, norm="slaney"): triangles between ``n_mels + 2`` points equally
+    spaced on the Slaney mel scale (linear below 1 kHz, logarithmic above), each scaled by
+    ``2 / (f_upper - f_lower)``. Computed in float64, returned in ``dtype``.
+    """
+    if fmax is None:
+        fmax = sr / 2.0
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fftfreqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels])
+    weights *= enorm[:, None]
+    return torch.from_numpy(weights).to(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# cv2.INTER_AREA as separable matrices
+
+
+def _area_down_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """OpenCV ``computeResizeAreaTab`` weights (shrinking or same size) as ``[n_out, n_in]``."""
+    scale = 1.0 / (n_out / n_in)  # as OpenCV: scale = 1 / inv_scale, inv_scale = out / in
+    w = np.zeros((n_out, n_in), dtype=np.float64)
+    for dx in range(n_out):
+        fsx1 = dx * scale
+        fsx2 = fsx1 + scale
+        cell = min(scale, n_in - fsx1)
+        sx1 = math.ceil(fsx1)
+        sx2 = min(math.floor(fsx2), n_in - 1)
+        sx1 = min(sx1, sx2)
+        if sx1 - fsx1 > 1e-3:
+            w[dx, sx1 - 1] += np.float32((sx1 - fsx1) / cell)
+        for sx in range(sx1, sx2):
+            w[dx, sx] += np.float32(1.0 / cell)
+        if fsx2 - sx2 > 1e-3:
+            w[dx, sx2] += np.float32(min(min(fsx2 - sx2, 1.0), cell) / cell)
+    return w
+
+
+def _area_linear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """OpenCV's INTER_AREA rule when the image grows on some axis, as ``[n_out, n_in]``."""
+    inv_scale = n_out / n_in
+    scale = 1.0 / inv_scale  # as OpenCV (not n_in / n_out: the last bit matters for floor)
+    w = np.zeros((n_out, n_in), dtype=np.float64)
+    for dx in range(n_out):
+        sx = math.floor(dx * scale)
+        fx = float(np.float32((dx + 1) - (sx + 1) * inv_scale))
+        fx = 0.0 if fx <= 0 else fx - math.floor(fx)
+        if sx >= n_in - 1:
+            sx, fx = n_in - 1, 0.0
+        w[dx, sx] += 1.0 - fx
+        if fx:
+            w[dx, sx + 1] += fx
+    return w
+
+
+@lru_cache(maxsize=1024)
+def _area_matrices_np(in_hw: tuple[int, int], out_hw: tuple[int, int]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    (h_in, w_in), (h_out, w_out) = in_hw, out_hw
+    if h_in >= h_out and w_in >= w_out:  # cv2: scale_x >= 1 && scale_y >= 1 -> true area
+        return _area_down_matrix(h_in, h_out), _area_down_matrix(w_in, w_out)
+    return _area_linear_matrix(h_in, h_out), _area_linear_matrix(w_in, w_out)
+
+
+def area_resize_matrices(in_hw: tuple[int, int], out_hw: tuple[int, int],
+                         dtype: torch.dtype = torch.float32,
+                         device: torch.device | str | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W_rows[h_out, h_in], W_cols[w_out, w_in])`` so that ``W_rows @ X @ W_cols.T`` equals
+    ``cv2.resize(X, (w_out, h_out), interpolation=cv2.INTER_AREA)`` (cached per size pair)."""
+    wr, wc = _area_matrices_np((int(in_hw[0]), int(in_hw[1])), (int(out_hw[0]), int(out_hw[1])))
+    return (torch.as_tensor(wr, dtype=dtype, device=device),
+            torch.as_tensor(wc, dtype=dtype, device=device))
+
+
+def area_resize(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """cv2 ``INTER_AREA`` resize of ``Tensor[..., H, W]`` to ``Tensor[..., h_out, w_out]``."""
+    wr, wc = area_resize_matrices(tuple(x.shape[-2:]), out_hw, x.dtype, x.device)
+    return wr @ x @ wc.transpose(0, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# forward
+
+
+class SeedFeatures(torch.nn.Module):
+    """Batched seed features: ``wave Tensor[B, T] @ cfg.sample_rate -> Tensor[B, 1, 112, 112]``.
+
+    Buffers: ``window`` (hann, periodic, ``Tensor[n_fft]``) and ``mel_fb``
+    (``Tensor[n_mels, n_fft // 2 + 1]``). No parameters.
+    """
+
+    def __init__(self, cfg: SeedFeatureConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or SeedFeatureConfig()
+        c = self.cfg
+        self.register_buffer("window", torch.hann_window(c.n_fft, periodic=True), persistent=False)
+        self.register_buffer("mel_fb", mel_filterbank(c.sample_rate, c.n_fft, c.n_mels),
+                             persistent=False)
+
+    def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
+        """``Tensor[B, T] -> Tensor[B, n_mels, 1 + T // hop]`` mel power (librosa melspectrogram)."""
+        c = self.cfg
+        spec = torch.stft(wave, c.n_fft, hop_length=c.hop, win_length=c.n_fft,
+                          window=self.window.to(wave.dtype), center=True, pad_mode="constant",
+                          return_complex=True)
+        power = spec.real.square() + spec.imag.square()
+        return self.mel_fb.to(power.dtype) @ power
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Seed images of a (zero-padded) batch.
+
+        Args:
+            wave: ``Tensor[B, T]`` (or ``Tensor[T]``) float audio at ``cfg.sample_rate``.
+            lengths: ``Tensor[B]`` valid samples per clip (None: all ``T``). Samples past a
+                clip's length are ignored (treated as zeros, as librosa's constant padding does).
+        Returns:
+            ``(img Tensor[B, 1, H, W], stats)`` with per-clip ``stats``:
+            ``frames`` long[B] (1 + length // hop), ``lengths`` long[B] (samples),
+            ``db_min``/``db_max`` float[B] (dB relative to the clip's max mel power, i.e. the
+            values mapped to 0 and 1), ``ref_power`` float[B] (that max mel power, absolute).
+        """
+        c = self.cfg
+        if wave.dim() == 1:
+            wave = wave[None]
+        b, t = wave.shape
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long)
+        lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+        if bool((lengths > t).any()) or bool((lengths < 0).any()):
+            raise ValueError(f"lengths must lie in [0, {t}], got {lengths.tolist()}")
+        # zero everything past each clip's end so padding can never leak into its frames
+        idx = torch.arange(t, device=wave.device)
+        wave = torch.where(idx[None, :] < lengths.to(wave.device)[:, None], wave,
+                           torch.zeros((), dtype=wave.dtype, device=wave.device))
+        mel = self.mel_power(wave)  # [B, M, F_all]
+        frames = 1 + lengths // c.hop
+        n_all = mel.shape[-1]
+        valid = torch.arange(n_all, device=mel.device)[None, :] < frames.to(mel.device)[:, None]
+        valid = valid[:, None, :]  # [B, 1, F_all]
+
+        ref = torch.where(valid, mel, torch.zeros((), dtype=mel.dtype, device=mel.device))
+        ref_power = ref.amax(dim=(1, 2))  # [B]
+        amin = torch.tensor(c.amin, dtype=mel.dtype, device=mel.device)
+        db = 10.0 * torch.log10(torch.maximum(mel, amin))
+        db = db - 10.0 * torch.log10(torch.maximum(ref_power, amin))[:, None, None]
+        big = torch.tensor(float("inf"), dtype=db.dtype, device=db.device)
+        db_top = torch.where(valid, db, -big).amax(dim=(1, 2))
+        db = torch.maximum(db, (db_top - c.top_db)[:, None, None])
+        db_min = torch.where(valid, db, big).amin(dim=(1, 2))
+        db_max = torch.where(valid, db, -big).amax(dim=(1, 2))
+        rng = db_max - db_min
+        safe = torch.where(rng > 0, rng, torch.ones_like(rng))
+        norm = (db - db_min[:, None, None]) / safe[:, None, None]
+        norm = torch.where((rng > 0)[:, None, None], norm, torch.zeros_like(norm))
+
+        h, w = c.size
+        img = norm.new_empty((b, 1, h, w))
+        for n in torch.unique(frames).tolist():
+            sel = (frames == n).nonzero().flatten().to(norm.device)
+            img[sel, 0] = area_resize(norm[sel, :, :n], (h, w))
+        stats = {"frames": frames, "lengths": lengths, "db_min": db_min.detach(),
+                 "db_max": db_max.detach(), "ref_power": ref_power.detach()}
+        return img, stats
+
+
+@lru_cache(maxsize=8)
+def _module(cfg: SeedFeatureConfig) -> SeedFeatures:
+    return SeedFeatures(cfg)
+
+
+def _as_clip_list(wave) -> list[np.ndarray]:
+    if isinstance(wave, torch.Tensor):
+        wave = wave.detach().cpu().numpy()
+    if isinstance(wave, np.ndarray):
+        if wave.ndim == 1:
+            return [wave.astype(np.float32, copy=False)]
+        if wave.ndim == 2:
+            return [row.astype(np.float32, copy=False) for row in wave]
+        raise ValueError(f"expected a 1-D clip or a 2-D [B, T] batch, got shape {wave.shape}")
+    clips = []
+    for w in wave:
+        w = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
+        if w.ndim == 2 and w.shape[0] == 1:
+            w = w[0]
+        if w.ndim != 1:
+            raise ValueError(f"each clip must be 1-D (mono), got shape {w.shape}")
+        clips.append(w.astype(np.float32, copy=False))
+    return clips
+
+
+def pad_batch(clips: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad 1-D clips into ``(Tensor[B, T_max], lengths long[B])``."""
+    lengths = torch.tensor([len(c) for c in clips], dtype=torch.long)
+    out = torch.zeros((len(clips), int(lengths.max()) if len(clips) else 0), dtype=torch.float32)
+    for i, c in enumerate(clips):
+        out[i, :len(c)] = torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))
+    return out, lengths
+
+
+def wave_to_seed(wave, sr: int, cfg: SeedFeatureConfig | None = None
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Seed images of one or many clips at any rate.
+
+    ``wave``: a 1-D clip, a 2-D ``[B, T]`` array/tensor, or a list of 1-D clips (any lengths),
+    all at ``sr`` Hz. Each clip is resampled to ``cfg.sample_rate`` with :func:`audio.resample`
+    (soxr HQ), zero-padded into a batch and passed to :class:`SeedFeatures`.
+    Returns ``(img Tensor[B, 1, H, W], stats)``; ``stats["lengths"]`` is in 48 kHz samples.
+    """
+    cfg = cfg or SeedFeatureConfig()
+    clips = [audio.resample(c, int(sr), cfg.sample_rate) for c in _as_clip_list(wave)]
+    batch, lengths = pad_batch(clips)
+    with torch.no_grad():
+        return _module(cfg)(batch, lengths)
+
+
+seed_features = wave_to_seed  # the name docs/architecture.md uses
+
+
+# --------------------------------------------------------------------------------------------
+# inverse
+
+
+def seed_to_mel_power(img: torch.Tensor, stats: dict, cfg: SeedFeatureConfig | None = None
+                      ) -> list[torch.Tensor]:
+    """Seed images back to absolute mel power: ``Tensor[B, 1, H, W] -> [Tensor[n_mels, frames_i]]``.
+
+    Per clip ``i``:
+      1. resize the ``H x W`` image back to ``(n_mels, frames_i)`` with the same cv2
+         ``INTER_AREA``-equivalent rule as the forward pass (it grows along the mel axis, so this is
+         OpenCV's 2-tap linear area rule; detail lost by the forward shrink is not recovered);
+      2. ``v`` in [0, 1] -> dB relative to the clip's max: ``dB = db_min + v * (db_max - db_min)``
+         (``db_max`` is 0 dB for any non-silent clip, ``db_min`` >= ``-top_db``); values are
+         clamped to [0, 1] first;
+      3. dB -> absolute power: ``power = ref_power * 10 ** (dB / 10)``, where ``ref_power`` is
+         the clip's max mel power measured in the forward pass.
+    So a pixel of 1 maps to ``ref_power`` and a pixel of 0 to ``ref_power * 10**(db_min / 10)``
+    (at most ``top_db`` below). A model's output image inherits the *input* clip's stats.
+    """
+    cfg = cfg or SeedFeatureConfig()
+    if img.dim() == 3:
+        img = img[:, None]
+    out = []
+    for i in range(img.shape[0]):
+        n = int(stats["frames"][i])
+        v = area_resize(img[i, 0].clamp(0.0, 1.0), (cfg.n_mels, n))
+        lo = stats["db_min"][i].to(v)
+        hi = stats["db_max"][i].to(v)
+        db = lo + v * (hi - lo)
+        out.append(stats["ref_power"][i].to(v) * torch.pow(10.0, db / 10.0))
+    return out
+
+
+@lru_cache(maxsize=8)
+def _mel_pinv(sr: int, n_fft: int, n_mels: int) -> torch.Tensor:
+    fb = mel_filterbank(sr, n_fft, n_mels, dtype=torch.float64)
+    return torch.linalg.pinv(fb)
+
+
+def mel_power_to_linear(mel_power: torch.Tensor, cfg: SeedFeatureConfig | None = None,
+                        n_nnls: int = 0) -> torch.Tensor:
+    """Mel power ``Tensor[..., n_mels, T]`` -> linear power ``Tensor[..., n_fft // 2 + 1, T]``.
+
+    Minimum-norm least squares through the filterbank's pseudo-inverse (float64), clamped to
+    ``>= 0``. ``n_nnls > 0`` refines with that many projected multiplicative (NNLS-style)
+    updates ``S <- S * (M^T y) / (M^T M S)`` that keep ``S >= 0`` and lower ``||M S - y||``.
+    """
+    cfg = cfg or SeedFeatureConfig()
+    pinv = _mel_pinv(cfg.sample_rate, cfg.n_fft, cfg.n_mels).to(mel_power.device)
+    y = mel_power.to(torch.float64)
+    s = (pinv @ y).clamp_min(0.0)
+    if n_nnls > 0:
+        m = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, dtype=torch.float64).to(y.device)
+        mty = m.T @ y.clamp_min(0.0)
+        s = s + 1e-12 * float(y.abs().max().clamp_min(1e-30))
+        for _ in range(n_nnls):
+            s = s * mty / (m.T @ (m @ s)).clamp_min(1e-30)
+    return s.to(mel_power.dtype)
+
+
+def _stft(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    return torch.stft(x, n_fft, hop_length=hop, win_length=n_fft, window=window, center=True,
+                      pad_mode="constant", return_complex=True)
+
+
+def _istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length: int | None
+           ) -> torch.Tensor:
+    return torch.istft(spec, n_fft, hop_length=hop, win_length=n_fft, window=window, center=True,
+                       length=length)
+
+
+def griffin_lim(mag: torch.Tensor, n_iter: int = 32, hop: int = 512, n_fft: int = 2048,
+                length: int | None = None, seed: int = 0, momentum: float = 0.99) -> torch.Tensor:
+    """Fast Griffin-Lim (librosa's algorithm): magnitude ``Tensor[..., F, T]`` -> ``Tensor[..., N]``.
+
+    Random initial phase from ``torch.Generator().manual_seed(seed)`` (same seed -> same output),
+    then ``n_iter`` rounds of istft/stft with the momentum step
+    ``angles = rebuilt - momentum / (1 + momentum) * previous`` (normalised to unit modulus).
+    ``length`` defaults to ``hop * (T - 1)`` samples (centre=True framing).
+    """
+    mag = mag.to(torch.float32) if not mag.is_floating_point() else mag
+    window = torch.hann_window(n_fft, periodic=True, dtype=mag.dtype, device=mag.device)
+    if length is None:
+        length = hop * (mag.shape[-1] - 1)
+    gen = torch.Generator().manual_seed(int(seed))
+    phase = torch.rand(mag.shape, generator=gen, dtype=torch.float64) * (2 * math.pi)
+    angles = torch.polar(torch.ones_like(phase), phase).to(
+        torch.complex64 if mag.dtype == torch.float32 else torch.complex128).to(mag.device)
+    eps = 1e-16
+    rebuilt = torch.zeros_like(angles)
+    for _ in range(n_iter):
+        tprev = rebuilt
+        inverse = _istft(mag * angles, n_fft, hop, window, length)
+        rebuilt = _stft(inverse, n_fft, hop, window)
+        angles = rebuilt - (momentum / (1.0 + momentum)) * tprev
+        angles = angles / (angles.abs() + eps)
+    return _istft(mag * angles, n_fft, hop, window, length)
+
+
+def with_phase(mag: torch.Tensor, phase_source_wave, n_fft: int = 2048, hop: int = 512,
+               length: int | None = None) -> torch.Tensor:
+    """Magnitude ``Tensor[F, T]`` + the STFT phase of ``phase_source_wave`` (``[N]``, same rate
+    and framing) -> waveform ``Tensor[length]`` (default ``N``). Frames are cropped or
+    zero-padded to agree if the counts differ."""
+    src = torch.as_tensor(np.asarray(phase_source_wave) if not isinstance(phase_source_wave,
+                          torch.Tensor) else phase_source_wave).to(mag.dtype).to(mag.device)
+    src = src.reshape(-1)
+    window = torch.hann_window(n_fft, periodic=True, dtype=mag.dtype, device=mag.device)
+    spec = _stft(src, n_fft, hop, window)
+    t = mag.shape[-1]
+    if spec.shape[-1] < t:
+        spec = torch.nn.functional.pad(spec, (0, t - spec.shape[-1]))
+    spec = spec[..., :t]
+    unit = torch.where(spec.abs() > 0, spec / spec.abs().clamp_min(1e-30),
+                       torch.ones((), dtype=spec.dtype, device=spec.device))
+    if length is None:
+        length = src.shape[-1]
+    return _istft(mag * unit, n_fft, hop, window, length)
+
+
+def seed_invert(img: torch.Tensor, stats: dict, *, method: str = "griffinlim",
+                noisy_wave=None, noisy_sr: int | None = None, n_iter: int = 32, seed: int = 0,
+                cfg: SeedFeatureConfig | None = None) -> list[np.ndarray]:
+    """Seed images -> 48 kHz float32 waveforms, one per clip, each of its original length.
+
+    image -> :func:`seed_to_mel_power` -> :func:`mel_power_to_linear` -> magnitude
+    ``sqrt(power)`` -> phase from ``method``:
+      * ``"griffinlim"``: :func:`griffin_lim` with ``n_iter`` and ``seed``;
+      * ``"noisy-phase"``: :func:`with_phase` with the phase of ``noisy_wave`` (a list of clips or
+        a ``[B, T]`` batch, at ``noisy_sr`` Hz, default ``cfg.sample_rate``; resampled if needed).
+    """
+    cfg = cfg or SeedFeatureConfig()
+    if method not in ("griffinlim", "noisy-phase"):
+        raise ValueError(f"method must be 'griffinlim' or 'noisy-phase', got {method!r}")
+    noisy = None
+    if method == "noisy-phase":
+        if noisy_wave is None:
+            raise ValueError("method='noisy-phase' needs noisy_wave")
+        noisy = _as_clip_list(noisy_wave)
+        if noisy_sr is not None and int(noisy_sr) != cfg.sample_rate:
+            noisy = [audio.resample(c, int(noisy_sr), cfg.sample_rate) for c in noisy]
+        if len(noisy) != img.shape[0]:
+            raise ValueError(f"noisy_wave has {len(noisy)} clips, img has {img.shape[0]}")
+    outs = []
+    with torch.no_grad():
+        mels = seed_to_mel_power(img.detach().cpu().float(), stats, cfg)
+        for i, mel in enumerate(mels):
+            n = int(stats["lengths"][i])
+            mag = mel_power_to_linear(mel, cfg).clamp_min(0.0).sqrt()
+            if method == "griffinlim":
+                y = griffin_lim(mag, n_iter=n_iter, hop=cfg.hop, n_fft=cfg.n_fft, length=n,
+                                seed=seed)
+            else:
+                y = with_phase(mag, noisy[i], n_fft=cfg.n_fft, hop=cfg.hop, length=n)
+            outs.append(y.cpu().numpy().astype(np.float32))
+    return outs

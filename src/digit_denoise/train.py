@@ -1,0 +1,325 @@
+"""The training loop: plain and readable. Presets, checkpoints, resume, history, loss curve.
+
+A run folder ``runs/NAME`` holds::
+
+    config.json            the resolved TrainConfig
+    history.jsonl / .csv   one record per validation (step, epoch, train_loss, val_loss, samples/s, ...)
+    loss.png               train and validation loss curves
+    checkpoints/last/      latest weights + optimizer/RNG/step state (resume point)
+    checkpoints/best/      weights with the lowest validation loss
+
+Rerunning the same command resumes from ``checkpoints/last``; ``--restart`` starts over. The data
+order of each epoch and every clip's noise are pure functions of the seed, so a resumed run makes
+the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .audio import atomic_path
+from .checkpoint import load_state, model_meta, recover, save_checkpoint, set_rng_state, rng_state
+from .data import BabblePool
+from .datasets import cached_seed_images, epoch_order, seed_images
+from .errors import UserError
+from .features import SeedFeatureConfig
+from .manifest import load_manifest, select
+from .models import build_model, count_parameters, model_config
+from .progress import progress, say
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as config.json in the run folder)."""
+
+    manifest: str = ""  # manifest CSV from `data prepare`
+    out: str = ""  # run folder
+    preset: str = "seed"  # a name from PRESETS; explicit options override it
+    model: str = "seed"  # model family (see digit_denoise.models)
+    model_config: dict = field(default_factory=dict)  # overrides of the model's config dataclass
+    loss: str = "mse"  # training loss
+    lr: float = 2e-4  # Adam learning rate
+    batch_size: int = 128  # global batch size
+    epochs: int = 6  # passes over the training split
+    max_steps: int = 0  # stop after this many optimiser steps (0 = no limit)
+    val_every: int = 75  # validate (and save last/best) every N steps
+    limit: int = 0  # use only N training clips (0 = all)
+    val_limit: int = 0  # use only N validation clips (0 = all)
+    seed: int = 0  # one seed for torch, numpy and random (and the data order)
+    fresh_noise: bool = False  # new noise every epoch (evaluation noise stays fixed)
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
+
+
+PRESETS: dict[str, dict] = {
+    # The published recipe, done right: U-Net 1→32→64→128, MSE, Adam 2e-4, batch 128, 6 epochs.
+    "seed": dict(model="seed", loss="mse", lr=2e-4, batch_size=128, epochs=6, val_every=75),
+    # The published bug reproduced (only the 33-parameter head trains) — for side-by-side comparison only.
+    "seed-buggy": dict(model="seed-buggy", loss="mse", lr=2e-4, batch_size=128, epochs=6, val_every=75),
+}
+
+# Options that may change when a run is resumed (they do not change what a step computes).
+RESUMABLE_CHANGES = {"epochs", "max_steps", "val_every", "threads", "device", "out", "manifest"}
+
+
+def resolve_config(preset: str, **overrides) -> TrainConfig:
+    """Preset values, then explicit overrides (None means 'not given')."""
+    if preset not in PRESETS:
+        raise UserError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    values = {"preset": preset, **PRESETS[preset]}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown training options {sorted(unknown)}")
+    return TrainConfig(**values)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: not a device name (cpu, cuda, cuda:1, mps, auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------- data
+class SeedData:
+    """Clean/noisy seed images for the train and val splits (cached; fresh noise optional)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        rows = load_manifest(cfg.manifest)
+        self.feat = SeedFeatureConfig()
+        self.pool = BabblePool(rows)
+        self.train_rows = select(rows, "train", cfg.limit or None)
+        self.val_rows = select(rows, "val", cfg.val_limit or None)
+        self.fresh_noise = cfg.fresh_noise
+        self.device = device
+        self.train = cached_seed_images(self.train_rows, self.feat, pool=self.pool, name="train", device=device)
+        self.val = cached_seed_images(self.val_rows, self.feat, pool=self.pool, name="val", device=device)
+        self._epoch_cache: tuple[int, np.ndarray] | None = None
+
+    def train_pairs(self, epoch: int) -> np.ndarray:
+        """Array[N, 2, H, W] for ``epoch``: the cached fixed-noise images or this epoch's fresh noise."""
+        if not self.fresh_noise or epoch == 0:
+            return self.train
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            from .noise import NoiseConfig
+
+            kinds = tuple(sorted({r.noise for r in self.train_rows if r.noise != "given"})) or ("white",)
+            snrs = tuple(sorted({float(r.snr) for r in self.train_rows if r.snr}))
+            noise = NoiseConfig(kinds=kinds, snr=snrs or (-8.0,))
+            arr, _ = seed_images(self.train_rows, self.feat, pool=self.pool, noise=noise, epoch=epoch,
+                                 device=self.device, desc=f"fresh noise, epoch {epoch}")
+            self._epoch_cache = (epoch, arr)
+        return self._epoch_cache[1]
+
+
+def batch_tensors(arr: np.ndarray, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noisy, clean) Tensor[B, 1, H, W] for the rows ``idx`` of an Array[N, 2, H, W]."""
+    x = torch.from_numpy(np.ascontiguousarray(arr[idx]))
+    return x[:, 1:2].to(device), x[:, 0:1].to(device)
+
+
+def loss_fn(name: str):
+    if name == "mse":
+        return F.mse_loss
+    raise UserError(f"--loss {name!r}: the seed representation supports: mse")
+
+
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, arr: np.ndarray, batch: int, device: torch.device, loss) -> float:
+    """Mean loss over all rows of ``arr`` (model switched to eval and back)."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(arr), batch):
+        noisy, clean = batch_tensors(arr, np.arange(i, min(i + batch, len(arr))), device)
+        total += float(loss(model(noisy), clean, reduction="sum")) / clean[0].numel()
+        n += len(clean)
+    model.train(was_training)
+    return total / max(n, 1)
+
+
+# ------------------------------------------------------------------------------ history
+def append_history(run: Path, record: dict) -> None:
+    with open(run / "history.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    records = read_history(run)
+    keys = list(records[0].keys())
+    with atomic_path(run / "history.csv") as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(records)
+    plot_losses(records, run / "loss.png")
+
+
+def read_history(run: Path) -> list[dict]:
+    path = run / "history.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_history(run: Path, step: int) -> None:
+    """Drop records past ``step`` (they belong to work lost in a crash and will be redone)."""
+    keep = [r for r in read_history(run) if r["step"] <= step]
+    with atomic_path(run / "history.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
+
+
+def plot_losses(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    steps = [r["step"] for r in records]
+    ax.plot(steps, [r["train_loss"] for r in records], "o-", label="train", ms=3)
+    ax.plot(steps, [r["val_loss"] for r in records], "s-", label="validation", ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("training and validation loss")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------- loop
+def _check_same_run(run: Path, cfg: TrainConfig) -> None:
+    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    diffs = [f"{k}: {saved.get(k)!r} → {v!r}" for k, v in asdict(cfg).items()
+             if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+    if diffs:
+        raise UserError(f"{run}: holds a run with other settings ({'; '.join(diffs[:3])}); "
+                        "pass --restart to start over or choose another --out")
+
+
+def train(cfg: TrainConfig, restart: bool = False) -> dict:
+    """Train (or resume) a run. Returns a summary dict (steps, best val loss, times, samples/s)."""
+    if not cfg.out:
+        raise UserError("--out: give a run folder, e.g. runs/seed")
+    run = Path(cfg.out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    last_dir, best_dir = run / "checkpoints" / "last", run / "checkpoints" / "best"
+    recover(last_dir)
+    recover(best_dir)
+    if restart and run.exists():
+        shutil.rmtree(run)
+    resuming = (last_dir / "state.pt").is_file()
+    if resuming:
+        _check_same_run(run, cfg)
+    elif run.exists() and any(run.iterdir()):
+        if (run / "config.json").exists():
+            shutil.rmtree(run)  # a run that died before its first checkpoint: start it again
+        else:
+            raise UserError(f"{run}: exists and is not a training run; choose another --out")
+    run.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run / "config.json") as tmp:
+        tmp.write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
+
+    seed_everything(cfg.seed)
+    data = SeedData(cfg, device)
+    if len(data.train_rows) == 0 or len(data.val_rows) == 0:
+        raise UserError(f"{cfg.manifest}: needs both train and val rows")
+    mcfg = model_config(cfg.model, cfg.model_config)
+    model = build_model(cfg.model, asdict(mcfg) if hasattr(mcfg, "__dataclass_fields__") else mcfg).to(device)
+    meta = model_meta(cfg.model, asdict(mcfg), {"kind": "seed", **asdict(data.feat)}, data.feat.sample_rate,
+                      {"preset": cfg.preset})
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    loss = loss_fn(cfg.loss)
+
+    n = len(data.train_rows)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    step, best, elapsed = 0, math.inf, 0.0
+    if resuming:
+        from safetensors.torch import load_file
+
+        state = load_state(last_dir)
+        model.load_state_dict(load_file(str(last_dir / "model.safetensors")))
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        step, best, elapsed = int(state["step"]), float(state["best_val"]), float(state["elapsed"])
+        truncate_history(run, step)
+        say(f"resuming {run} at step {step}/{total_steps}")
+    say(f"training {cfg.model} ({count_parameters(model):,} parameters) on {n} clips, "
+        f"{steps_per_epoch} steps/epoch, {total_steps} steps, device {device}")
+
+    model.train()
+    bar = progress(total=total_steps, initial=step, desc="train", unit="step")
+    window, window_n, t0, samples = 0.0, 0, time.perf_counter(), 0
+    while step < total_steps:
+        epoch, pos = divmod(step, steps_per_epoch)
+        arr = data.train_pairs(epoch)
+        order = epoch_order(n, cfg.seed, epoch)
+        idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+        noisy, clean = batch_tensors(arr, idx, device)
+        opt.zero_grad(set_to_none=True)
+        value = loss(model(noisy), clean)
+        value.backward()
+        opt.step()
+        step += 1
+        samples += len(idx)
+        window += float(value) * len(idx)
+        window_n += len(idx)
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(value):.4f}", epoch=epoch + 1)
+        if step % cfg.val_every == 0 or step == total_steps:
+            val = evaluate_loss(model, data.val, cfg.batch_size, device, loss)
+            now = time.perf_counter()
+            elapsed += now - t0
+            record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "train_loss": window / window_n,
+                      "val_loss": val, "lr": cfg.lr, "elapsed_s": round(elapsed, 2),
+                      "samples_per_s": round(samples / max(now - t0, 1e-9), 1)}
+            if val < best:
+                best = val
+                save_checkpoint(best_dir, model, {**meta, "step": step, "val_loss": val})
+            state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "best_val": best,
+                     "elapsed": elapsed}
+            save_checkpoint(last_dir, model, {**meta, "step": step, "val_loss": val}, state)
+            append_history(run, record)
+            bar.write(f"step {step}: train {record['train_loss']:.5f}  val {val:.5f}  "
+                      f"({record['samples_per_s']:.0f} samples/s)") if not bar.disable else None
+            window, window_n, samples, t0 = 0.0, 0, 0, time.perf_counter()
+    bar.close()
+    hist = read_history(run)
+    summary = {"run": str(run), "steps": step, "best_val_loss": best, "elapsed_s": round(elapsed, 1),
+               "samples_per_s": round(step * cfg.batch_size / max(elapsed, 1e-9), 1) if hist else None,
+               "parameters": count_parameters(model)}
+    with atomic_path(run / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    say(f"done: {step} steps, best val loss {best:.5f}, {elapsed:.0f} s → {run}")
+    return summary
