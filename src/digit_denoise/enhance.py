@@ -26,6 +26,21 @@ from .features import SeedFeatureConfig, seed_invert, wave_to_seed
 PHASES = ("noisy", "griffinlim")
 
 
+def clean_level_stats(stats: dict, feat: SeedFeatureConfig) -> dict:
+    """How a predicted [0, 1] image is mapped back to absolute levels.
+
+    The model predicts the *clean* clip's normalised image. Clean clips span the full floor:
+    measured on FSDD test clips, every clean image's dB range is exactly [-top_db, 0] = [-80, 0]
+    (the floor of ``power_to_db``), while noisy images span only about [-63, 0]. So a predicted
+    value v maps to ``dB = -top_db·(1 - v)`` relative to the reference power, and the reference
+    (the clip's peak mel power) is the noisy input's (median 0.9 dB above the clean peak at -8 dB).
+    """
+    out = dict(stats)
+    out["db_min"] = torch.full_like(torch.as_tensor(stats["db_min"], dtype=torch.float32), -feat.top_db)
+    out["db_max"] = torch.zeros_like(out["db_min"])
+    return out
+
+
 class Denoiser:
     """A loaded model plus everything needed to turn audio into denoised audio."""
 
@@ -66,6 +81,7 @@ class Denoiser:
         img, stats = wave_to_seed(x48, rate, self.feat)
         dev = next(iter(self.model.parameters())).device
         pred = self.model(img.to(dev)).clamp(0.0, 1.0).cpu()
+        stats = clean_level_stats(stats, self.feat)
         method = "noisy-phase" if self.phase == "noisy" else "griffinlim"
         y48 = seed_invert(pred, stats, method=method, noisy_wave=[x48], n_iter=self.gl_iters, seed=self.seed,
                           cfg=self.feat)[0]

@@ -71,7 +71,8 @@ def si_sdr(reference, estimate, eps: float = 1e-8, cap: float = 100.0) -> torch.
 
     * The result is limited to ``[-cap, cap]`` dB: a perfectly scaled copy gives exactly
       ``cap`` (not inf/nan), an estimate orthogonal to the reference or silent (constant)
-      gives ``-cap``. ``cap=float('inf')`` removes the limit.
+      gives ``-cap``. ``cap=float('inf')`` removes the limit. The projection makes the
+      score invariant to any non-zero scale, sign included (``-2 * r`` scores ``cap``).
     * A silent reference (zero-mean energy ``||r||^2 <= eps``) gives **nan**: SI-SDR is
       undefined there. :func:`si_sdr_loss` skips such items.
     * No eps is added to the ratio, so the value is exactly scale-invariant; the cap is
@@ -222,14 +223,14 @@ def prepare_pair(ref, est, sr_in: int, sr: int = METRIC_SR) -> tuple[np.ndarray,
     """
     r = _as_mono(ref, "reference")
     e = _as_mono(est, "estimate")
-    if sr_in != sr:
-        r = audio.resample(r, sr_in, sr).astype(np.float64)
-        e = audio.resample(e, sr_in, sr).astype(np.float64)
-    n = r.shape[0]
+    n = r.shape[0]  # align first (at sr_in), so both go through the same resampling
     if e.shape[0] >= n:
         e = e[:n]
     else:
         e = np.concatenate([e, np.zeros(n - e.shape[0], dtype=np.float64)])
+    if sr_in != sr:
+        r = audio.resample(r, sr_in, sr).astype(np.float64)
+        e = audio.resample(e, sr_in, sr).astype(np.float64)
     return np.ascontiguousarray(r), np.ascontiguousarray(e)
 
 

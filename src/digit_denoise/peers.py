@@ -50,8 +50,11 @@ def _import(module: str, package: str):
     """Import an optional dependency or raise a one-line :class:`UserError` naming the extra."""
     try:
         return importlib.import_module(module)
-    except ModuleNotFoundError:
-        raise UserError(f"{package} is not installed: {PEER_EXTRA}") from None
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] == module.split(".")[0]:
+            raise UserError(f"{package} is not installed: {PEER_EXTRA}") from None
+        raise UserError(f"{package} could not be loaded (it needs {e.name}): "
+                        f"reinstall it with {PEER_EXTRA}") from None
     except (ImportError, OSError) as e:  # installed but broken (missing .so, missing sub-dependency)
         raise UserError(f"{package} could not be loaded ({str(e).strip()[:120]}): "
                         f"reinstall it with {PEER_EXTRA}") from None

@@ -293,10 +293,11 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
         opt.step()
         step += 1
         samples += len(idx)
-        window += float(value) * len(idx)
+        lv = value.detach().item()
+        window += lv * len(idx)
         window_n += len(idx)
         bar.update(1)
-        bar.set_postfix(loss=f"{float(value):.4f}", epoch=epoch + 1)
+        bar.set_postfix(loss=f"{lv:.4f}", epoch=epoch + 1)
         if step % cfg.val_every == 0 or step == total_steps:
             val = evaluate_loss(model, data.val, cfg.batch_size, device, loss)
             now = time.perf_counter()
