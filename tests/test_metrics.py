@@ -266,10 +266,12 @@ def test_compute_metrics_parallel_equals_in_process(fsdd_files):
     assert math.isnan(tiny["pesq"]) and math.isnan(tiny["stoi"]) and tiny["si_sdr"] == 100.0
 
 
-def test_compute_metrics_names_the_failing_clip():
-    good = np.zeros(800, dtype=np.float32)
-    with pytest.raises(RuntimeError, match="'broken'"):
-        M.compute_metrics([("broken", np.zeros((2, 2, 2)), good, good, 8000)], workers=0)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_compute_metrics_names_the_failing_clip(workers):
+    good = np.ones(800, dtype=np.float32)
+    jobs = [("ok", good, good, good, 8000), ("broken", np.zeros((2, 2, 2)), good, good, 8000)]
+    with pytest.raises(RuntimeError, match="metrics failed for clip 'broken'"):
+        M.compute_metrics(jobs, workers=workers)
 
 
 # ------------------------------------------------------------------------------- summaries

@@ -99,6 +99,10 @@ def load_audio(path: str | os.PathLike, sr: int | None = None, mono: bool = Fals
     return audio, int(file_sr)
 
 
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
@@ -117,6 +121,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
         raise UserError(f"{path}: cannot write there ({e.strerror}); choose a writable folder") from None
     os.close(fd)
     tmp = Path(tmp)
+    with contextlib.suppress(OSError):  # mkstemp makes private 0600 files; use the usual umask mode
+        os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -7,6 +7,7 @@ is printed once as ``digit-denoise: error: <message>`` with exit status 2 (no tr
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from . import __version__
@@ -66,6 +67,23 @@ def cmd_download(a) -> int:
     return 0
 
 
+_NEGATIVE_VALUE_OPTIONS = ("--snr",)
+
+
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    """``--snr -10:10`` → ``--snr=-10:10``: argparse takes only plain negative numbers (-8) as separate
+    values, so the documented forms -8,-5,0 / -10:10 / -10..10 would fail with 'expected one argument'."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in _NEGATIVE_VALUE_OPTIONS and i + 1 < len(argv) and re.match(r"^-[\d.]", argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def add_data(sub) -> None:
     data = sub.add_parser("data", help="prepare corpora: manifests, splits, noise, synthetic digits, downloads",
                           formatter_class=FORMATTER)
@@ -98,7 +116,7 @@ def add_data(sub) -> None:
     p.add_argument("--out", required=True, help="folder for <id>_noisy.wav files and manifest.csv")
     p.add_argument("--split", default="all", choices=["all", "train", "val", "test"], help="rows to mix")
     p.add_argument("--limit", type=int, default=None, help="mix only this many rows (spread over the split)")
-    p.add_argument("--sample-rate", type=int, default=None, help="output rate (default: each file's own rate)")
+    p.add_argument("--sample-rate", type=int, default=None, help="output sample rate in Hz (unset: each file's own rate)")
     p.add_argument("--overwrite", action="store_true", help="replace existing noisy files")
 
     p = _add(dsub, "summary", "print a manifest's split/noise summary table", cmd_summary)
@@ -136,6 +154,8 @@ def cmd_train(a) -> int:
             overrides["model_config"] = _json.loads(a.model_config)
         except ValueError:
             raise UserError(f"--model-config {a.model_config!r}: not valid JSON (e.g. '{{\"channels\": [16, 32, 64]}}')")
+        if not isinstance(overrides["model_config"], dict):
+            raise UserError(f"--model-config {a.model_config!r}: give a JSON object, e.g. '{{\"channels\": [16, 32, 64]}}'")
     cfg = resolve_config(a.preset, **overrides)
     s = train(cfg, restart=a.restart)
     print(f"run: {s['run']}  steps: {s['steps']}  best val loss: {s['best_val_loss']:.5f}  "
@@ -228,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
     try:
         return int(args.func(args) or 0)
     except UserError as e:

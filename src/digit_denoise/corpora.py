@@ -94,6 +94,7 @@ def parse_speaker_meta(path: Path) -> tuple[dict[str, SpeakerMeta], str | None]:
         if k.isdigit():  # "1", "01" and 1 all name speaker 01
             meta[k.zfill(2)] = m
             meta[str(int(k))] = m
+            meta[str(int(k)).zfill(2)] = m  # "007" also names speaker 07
     return meta, None
 
 

@@ -97,7 +97,7 @@ def make_pair(row: Row, *, sr: int | None = None, pool: BabblePool | None = None
     Rows with a given noisy file use it (resampled to ``sr``; cropped/padded to the clean length).
     """
     sr = sr or row.sample_rate
-    clean = cache.get(row.clean_path, sr)
+    clean = cache.get(row.clean_path, sr).copy()  # a copy: callers may modify it, the cache must not change
     if row.noisy_path and noise is None:
         noisy = cache.get(row.noisy_path, sr)
         if noisy.size != clean.size:

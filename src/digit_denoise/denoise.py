@@ -23,9 +23,16 @@ def plan_outputs(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
         pairs = [(ins[0], out)]
     else:
         pairs = [(p, out / p.name) for p in ins]
+    seen: dict[Path, Path] = {}
+    inputs_resolved = {p.resolve() for p in ins}
     for src, dst in pairs:
-        if dst.exists() and src.resolve() == dst.resolve():
-            raise UserError(f"{dst}: output would overwrite its input; choose another -o")
+        if dst.exists() and src.resolve() == dst.resolve() or dst.resolve() in inputs_resolved:
+            raise UserError(f"{dst}: output would overwrite an input; choose another -o")
+        key = dst.resolve()
+        if key in seen:
+            raise UserError(f"{dst}: inputs {seen[key]} and {src} would both be written there (same file name); "
+                            "denoise them into different folders")
+        seen[key] = src
     return pairs
 
 

@@ -75,8 +75,10 @@ def assign_splits(utts: list[Utterance], test_speakers: int | list[str], val_fra
     speakers = sorted({u.speaker for u in utts})
     if isinstance(test_speakers, int):
         if test_speakers < 0 or test_speakers >= len(speakers):
+            hint = f" (to hold out speaker {test_speakers} itself, write '{test_speakers},')" \
+                if str(test_speakers) in speakers or str(test_speakers).zfill(2) in speakers else ""
             raise UserError(f"--test-speakers {test_speakers}: the corpus has {len(speakers)} speakers; "
-                            "hold out fewer so some remain for training")
+                            f"hold out fewer so some remain for training{hint}")
         test = set(random.Random(f"test-speakers:{seed}").sample(speakers, test_speakers))
     else:
         lookup = {s: s for s in speakers} | {s.lstrip("0") or "0": s for s in speakers if s.isdigit()}
@@ -182,13 +184,13 @@ def write_manifest(rows: list[Row], path: str | Path, overwrite: bool = False) -
     path = Path(path)
     text = manifest_text(rows)
     if path.exists():
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
+        if path.is_file() and path.read_bytes() == text.encode("utf-8"):  # bytes: any file, exact
             return "unchanged"
         if not overwrite:
             raise UserError(f"{path}: already exists with different content; pass --overwrite or choose another --out")
     existed = path.exists()
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(text.encode("utf-8"))  # "\n" line ends on every OS (byte-identical)
     return "overwritten" if existed else "written"
 
 
@@ -272,10 +274,10 @@ def summary_table(rows: list[Row]) -> str:
 
 
 def prepare(corpus, out, *, overwrite: bool = False, **kwargs) -> list[Row]:
-    """Build and write a manifest; print warnings and a summary. Used by `data prepare`."""
+    """Build and write a manifest, print warnings; return its rows as loaded (absolute paths)."""
     rows, warnings = build_manifest(corpus, out, **kwargs)
     for w in warnings:
         say(f"warning: {w}")
     status = write_manifest(rows, out, overwrite=overwrite)
     say(f"manifest {status}: {out} ({len(rows)} rows)")
-    return rows
+    return load_manifest(out)

@@ -299,6 +299,17 @@ def _job_row(job: tuple) -> dict[str, Any]:
     return row
 
 
+def _chunk_rows(chunk: list[tuple]) -> list[dict[str, Any]]:
+    """Worker side: rows of a few jobs (fewer round trips than one future per clip)."""
+    rows = []
+    for job in chunk:
+        try:
+            rows.append(_job_row(job))
+        except Exception as e:
+            raise RuntimeError(f"metrics failed for clip {job[0]!r}: {e}") from e
+    return rows
+
+
 def _pool_context():
     # 'forkserver' where available (Linux: cheap and safe with torch threads), else 'spawn'.
     methods = multiprocessing.get_all_start_methods()
@@ -331,24 +342,30 @@ def compute_metrics(jobs: Sequence[tuple[Hashable, Any, Any, Any, int]],
                 raise RuntimeError(f"metrics failed for clip {job[0]!r}: {e}") from e
         return rows
 
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    # Small chunks: few round trips, yet enough of them to balance the load and move the bar.
+    size = max(1, min(16, len(jobs) // (workers * 8)))
+    starts = range(0, len(jobs), size)
+    results: list[list[dict[str, Any]] | None] = [None] * len(starts)
     with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
                              initializer=_worker_init) as ex:
-        futures = {ex.submit(_job_row, job): i for i, job in enumerate(jobs)}
+        futures = {ex.submit(_chunk_rows, jobs[s:s + size]): c for c, s in enumerate(starts)}
         pending = set(futures)
         with progress(total=len(jobs), desc=desc, unit="clip") as bar:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for f in done:
-                    i = futures[f]
                     err = f.exception()
                     if err is not None:
                         for p in pending:
                             p.cancel()
-                        raise RuntimeError(f"metrics failed for clip {jobs[i][0]!r}: {err}") from err
-                    results[i] = f.result()
-                    bar.update(1)
-    return results  # type: ignore[return-value]
+                        if isinstance(err, RuntimeError) and "metrics failed for clip" in str(err):
+                            raise RuntimeError(str(err)) from err
+                        c = futures[f]  # e.g. a worker died (BrokenProcessPool)
+                        raise RuntimeError(f"metrics failed in clips {jobs[starts[c]][0]!r}...: "
+                                           f"{type(err).__name__}: {err}") from err
+                    results[futures[f]] = f.result()
+                    bar.update(len(results[futures[f]]))
+    return [row for chunk in results for row in chunk]  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------------------------

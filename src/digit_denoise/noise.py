@@ -102,20 +102,25 @@ def parse_snr(text: str | float | int | list) -> tuple[tuple[float, ...], tuple[
 
     Returns (choices, range); exactly one of them is non-empty.
     """
+    error = UserError(f"--snr {text!r}: expected a number (-8), a list (-8,-5,0) or a range (-10:10)")
     if isinstance(text, (int, float)):
-        return (float(text),), None
-    if isinstance(text, (list, tuple)):
-        return tuple(float(v) for v in text), None
-    m = _RANGE.match(str(text))
-    if m:
-        lo, hi = sorted((float(m.group(1)), float(m.group(2))))
-        return (), (lo, hi)
-    try:
-        values = tuple(float(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        values = ()
-    if not values:
-        raise UserError(f"--snr {text!r}: expected a number (-8), a list (-8,-5,0) or a range (-10:10)")
+        values = (float(text),)
+    elif isinstance(text, (list, tuple)):
+        try:
+            values = tuple(float(v) for v in text)
+        except (TypeError, ValueError):
+            raise error from None
+    else:
+        m = _RANGE.match(str(text))
+        if m:
+            lo, hi = sorted((float(m.group(1)), float(m.group(2))))
+            return (), (lo, hi)
+        try:
+            values = tuple(float(v) for v in str(text).split(",") if v.strip())
+        except ValueError:
+            values = ()
+    if not values or not all(np.isfinite(values)):  # "nan"/"inf" parse as floats but are no SNR
+        raise error
     return values, None
 
 

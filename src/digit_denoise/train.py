@@ -215,8 +215,12 @@ def plot_losses(records: list[dict], path: Path) -> None:
 
 # --------------------------------------------------------------------------------- loop
 def _check_same_run(run: Path, cfg: TrainConfig) -> None:
-    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    diffs = [f"{k}: {saved.get(k)!r} → {v!r}" for k, v in asdict(cfg).items()
+    try:
+        saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"{run}: config.json missing or unreadable; pass --restart to start over") from None
+    current = json.loads(json.dumps(asdict(cfg)))  # as it would be saved (tuples → lists)
+    diffs = [f"{k}: {saved.get(k)!r} → {v!r}" for k, v in current.items()
              if k not in RESUMABLE_CHANGES and saved.get(k) != v]
     if diffs:
         raise UserError(f"{run}: holds a run with other settings ({'; '.join(diffs[:3])}); "
@@ -232,8 +236,14 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     last_dir, best_dir = run / "checkpoints" / "last", run / "checkpoints" / "best"
+    if run.exists() and not run.is_dir():
+        raise UserError(f"{run}: is a file, not a run folder; choose another --out")
     recover(last_dir)
     recover(best_dir)
+    is_run = (run / "config.json").is_file() or (last_dir / "state.pt").is_file()
+    if run.exists() and any(run.iterdir()) and not is_run:
+        # never delete (or train into) a folder that is not ours, not even with --restart
+        raise UserError(f"{run}: exists and is not a training run; choose another --out")
     if restart and run.exists():
         shutil.rmtree(run)
     resuming = (last_dir / "state.pt").is_file()

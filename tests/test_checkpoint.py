@@ -1,0 +1,186 @@
+"""Checkpoints: safetensors + JSON round trip, atomic folders, recovery, one-line load errors, safe state."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from digit_denoise import checkpoint as ck
+from digit_denoise.errors import UserError
+from digit_denoise.models import build_model
+
+SMALL = {"channels": [4, 8, 16]}
+
+
+def _meta(name: str, config: dict) -> dict:
+    return ck.model_meta(name, config, {"kind": "seed"}, 48000)
+
+
+def _assert_one_line(e: pytest.ExceptionInfo) -> str:
+    msg = str(e.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("name", ["seed", "seed-buggy"])
+def test_round_trip_identical_outputs(tmp_path, name):
+    torch.manual_seed(1)
+    model = build_model(name, SMALL)
+    if name == "seed":  # make BatchNorm buffers non-trivial so they must be saved too
+        model.train()
+        with torch.no_grad():
+            model(torch.rand(4, 1, 16, 16))
+    model.eval()
+    folder = ck.save_checkpoint(tmp_path / "ckpt", model, _meta(name, SMALL))
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.safetensors"]
+    loaded, meta = ck.load_model(folder)
+    assert meta["model"] == name and meta["format_version"] == ck.FORMAT_VERSION
+    assert not loaded.training
+    x = torch.rand(3, 1, 32, 24)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    # also through the .safetensors path (json beside it is model.json)
+    loaded2, _ = ck.load_model(folder / "model.safetensors")
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded2(x))
+
+
+def test_save_with_state_and_no_temp_left(tmp_path):
+    model = build_model("seed", SMALL)
+    state = {"step": 3, "rng": ck.rng_state(), "optimizer": torch.optim.Adam(model.parameters()).state_dict()}
+    for _ in range(2):  # second save replaces the first
+        ck.save_checkpoint(tmp_path / "last", model, _meta("seed", SMALL), state)
+    assert sorted(p.name for p in (tmp_path / "last").iterdir()) == ["model.json", "model.safetensors", "state.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]  # no .tmp / .old folders
+    assert ck.load_state(tmp_path / "last")["step"] == 3
+
+
+def test_recover_restores_old_copy(tmp_path):
+    model = build_model("seed", SMALL)
+    ck.save_checkpoint(tmp_path / "last", model, _meta("seed", SMALL))
+    os.replace(tmp_path / "last", tmp_path / ".last.old")  # crash between the two renames
+    ck.recover(tmp_path / "last")
+    assert (tmp_path / "last" / "model.safetensors").is_file()
+    assert not (tmp_path / ".last.old").exists()
+    # load_model of a run folder recovers on its own
+    run = tmp_path / "run"
+    ck.save_checkpoint(run / "checkpoints" / "last", model, _meta("seed", SMALL))
+    os.replace(run / "checkpoints" / "last", run / "checkpoints" / ".last.old")
+    loaded, _ = ck.load_model(run)
+    assert isinstance(loaded, torch.nn.Module)
+
+
+def _saved(tmp_path):
+    model = build_model("seed", None)
+    return ck.save_checkpoint(tmp_path / "ck", model, _meta("seed", {}))
+
+
+def test_load_errors_are_one_line_user_errors(tmp_path):
+    with pytest.raises(UserError) as e:
+        ck.load_model(tmp_path / "missing")
+    assert "not found" in _assert_one_line(e)
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError) as e:
+        ck.load_model(tmp_path / "empty")
+    assert "model.safetensors" in _assert_one_line(e)
+
+    folder = _saved(tmp_path)
+    good_json = (folder / "model.json").read_text()
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(folder, corrupt)
+    (corrupt / "model.safetensors").write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(UserError) as e:
+        ck.load_model(corrupt)
+    assert "corrupt" in _assert_one_line(e)
+
+    (folder / "model.json").write_text(json.dumps({"format": "something-else", "format_version": 1}))
+    with pytest.raises(UserError) as e:
+        ck.load_model(folder)
+    assert "not a digit-denoise model" in _assert_one_line(e)
+
+    (folder / "model.json").write_text("{not json")
+    with pytest.raises(UserError) as e:
+        ck.load_model(folder)
+    assert "JSON" in _assert_one_line(e)
+
+    meta = json.loads(good_json)
+    (folder / "model.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(UserError) as e:
+        ck.load_model(folder)
+    assert "upgrade" in _assert_one_line(e)
+
+    (folder / "model.json").write_text(json.dumps({**meta, "model": "transformer-xl"}))
+    with pytest.raises(UserError) as e:
+        ck.load_model(folder)
+    assert "transformer-xl" in _assert_one_line(e)
+
+    (folder / "model.json").write_text(json.dumps({**meta, "config": {"channels": [16, 32, 64]}}))
+    with pytest.raises(UserError) as e:
+        ck.load_model(folder)
+    assert "do not match" in _assert_one_line(e)
+
+    (folder / "model.json").write_text(json.dumps({**meta, "config": {"channels": [1, 2]}}))
+    with pytest.raises(UserError) as e:
+        ck.load_model(folder)
+    _assert_one_line(e)
+
+    (folder / "model.json").unlink()
+    with pytest.raises(UserError) as e:
+        ck.load_model(folder)
+    assert "missing" in _assert_one_line(e)
+
+
+def test_state_loaded_weights_only(tmp_path, monkeypatch):
+    calls = []
+    real = torch.load
+
+    def spy(*a, **kw):
+        calls.append(kw.get("weights_only"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(torch, "load", spy)
+    model = build_model("seed", SMALL)
+    ck.save_checkpoint(tmp_path / "last", model, _meta("seed", SMALL), {"step": 1, "rng": ck.rng_state()})
+    ck.load_state(tmp_path / "last")
+    assert calls == [True]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_pickled_object_in_state_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "last").mkdir()
+    torch.save({"step": 1, "evil": _Evil()}, tmp_path / "last" / "state.pt")
+    with pytest.raises(UserError) as e:
+        ck.load_state(tmp_path / "last")
+    assert "--restart" in _assert_one_line(e)
+    assert not (tmp_path / "pwned.txt").exists()
+    with pytest.raises(UserError):
+        ck.load_state(tmp_path / "nowhere")
+
+
+def test_rng_state_round_trip(tmp_path):
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    torch.rand(3)
+    state = ck.rng_state()
+    torch.save({"rng": state}, tmp_path / "state.pt")
+    expect = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)])
+    torch.rand(10), np.random.rand(10), random.random()  # move on
+    ck.set_rng_state(torch.load(tmp_path / "state.pt", weights_only=True)["rng"])
+    got = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)])
+    assert torch.equal(expect[0], got[0])
+    assert np.array_equal(expect[1], got[1])
+    assert expect[2] == got[2]

@@ -1,0 +1,129 @@
+"""evaluate(): per-clip CSV, summary, charts, example figures/audio, baselines computed independently."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from digit_denoise.data import BabblePool, make_pair
+from digit_denoise.errors import UserError
+from digit_denoise.evaluate import evaluate
+from digit_denoise.features import SeedFeatureConfig, wave_to_seed
+from digit_denoise.manifest import load_manifest, select
+from digit_denoise.train import train
+
+from helpers import make_manifest, train_cfg
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGIT_DENOISE_CACHE", str(root / "cache"))
+        m = make_manifest(root / "data")
+        train(train_cfg(m, root / "run", max_steps=4))
+        train(train_cfg(m, root / "buggy", preset="seed-buggy", max_steps=2, model_config={}))
+    return root, m
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
+
+
+def test_evaluate_writes_report(runs, tmp_path):
+    root, m = runs
+    s = evaluate(root / "run", "test", n_examples=2, out=tmp_path / "rep")
+    folder = tmp_path / "rep"
+    rows = select(load_manifest(m), "test")
+    methods = ["model", "identity", "global-mean", "per-pixel-mean"]
+    assert list(s["methods"]) == methods
+    assert s["n_clips"] == len(rows) == 20
+
+    with open(folder / "per_clip.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["method", "id", "speaker", "digit", "gender", "noise", "snr", "mse"]
+        per_clip = list(reader)
+    assert len(per_clip) == len(methods) * len(rows)
+    for meth in methods:
+        ids = [r["id"] for r in per_clip if r["method"] == meth]
+        assert ids == [r.id for r in rows]
+        mean = np.mean([float(r["mse"]) for r in per_clip if r["method"] == meth])
+        assert mean == pytest.approx(s["methods"][meth]["mse"], rel=1e-6)
+
+    summary = json.loads((folder / "summary.json").read_text())
+    assert set(summary["methods"]) == set(methods)
+    assert summary["split"] == "test" and summary["n_clips"] == 20
+    for key in ("per_digit", "per_speaker", "per_gender"):
+        assert set(summary[key]) == set(methods)
+    assert set(summary["per_digit"]["model"]) == {str(d) for d in range(10)}
+    assert set(summary["per_speaker"]["identity"]) == {rows[0].speaker}
+    assert summary["per_gender"]["identity"] == {"unknown": pytest.approx(summary["methods"]["identity"]["mse"])}
+
+    # identity MSE, computed here from the waveforms on our own
+    all_rows = load_manifest(m)
+    pool = BabblePool(all_rows)
+    feat = SeedFeatureConfig()
+    mses = []
+    for r in rows:
+        clean, noisy, sr = make_pair(r, sr=feat.sample_rate, pool=pool)
+        ci, _ = wave_to_seed(clean, sr, feat)
+        ni, _ = wave_to_seed(noisy, sr, feat)
+        mses.append(float(((ni - ci) ** 2).mean()))
+    assert summary["methods"]["identity"]["mse"] == pytest.approx(np.mean(mses), rel=1e-4)
+    assert summary["methods"]["identity"]["mse"] > 0.01
+    # the per-pixel mean of the training images is never worse than one global constant
+    assert summary["methods"]["per-pixel-mean"]["mse"] <= summary["methods"]["global-mean"]["mse"] + 1e-9
+
+    for png in ("mse_per_digit.png", "mse_per_speaker.png"):
+        assert (folder / png).read_bytes()[:8] == PNG
+    figs = sorted((folder / "figures").glob("*.png"))
+    assert len(figs) == 2 and all(p.read_bytes()[:8] == PNG for p in figs)
+    den = sorted((folder / "audio").glob("*_denoised.wav"))
+    assert len(den) == 2
+    for p in den:
+        x, sr = sf.read(str(p))
+        clean_p = folder / "audio" / p.name.replace("_denoised", "_clean")
+        assert sr == 8000 and len(x) == sf.info(str(clean_p)).frames and np.isfinite(x).all()
+    assert "identity" in s["table"]
+
+
+def test_default_folder_limit_and_buggy(runs, tmp_path):
+    root, _ = runs
+    s = evaluate(root / "run", "val", limit=5, n_examples=0, buggy=str(root / "buggy"))
+    assert s["n_clips"] == 5
+    assert list(s["methods"]) == ["model", "seed-buggy", "identity", "global-mean", "per-pixel-mean"]
+    folder = Path(s["folder"])
+    assert folder == root / "run" / "eval-val"
+    with open(folder / "per_clip.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 5 * 5
+    assert not (folder / "figures").exists()
+
+
+def test_evaluate_user_errors(runs, tmp_path):
+    root, _ = runs
+    with pytest.raises(UserError) as e:
+        evaluate(tmp_path / "nope", "test")
+    assert "not found" in str(e.value) and "\n" not in str(e.value)
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError) as e:
+        evaluate(tmp_path / "empty", "test")
+    assert "\n" not in str(e.value)
+
+    # a checkpoint folder is a model but not a run: no config.json to find the manifest
+    with pytest.raises(UserError) as e:
+        evaluate(root / "run" / "checkpoints" / "best", "test", n_examples=0)
+    assert "config.json" in str(e.value) and "\n" not in str(e.value)
+
+    notest = make_manifest(tmp_path / "notest", test_speakers="0")
+    with pytest.raises(UserError) as e:
+        evaluate(root / "run", "test", manifest=str(notest), n_examples=0)
+    assert "test" in str(e.value) and "\n" not in str(e.value)

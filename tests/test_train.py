@@ -1,0 +1,133 @@
+"""Training loop on a tiny synthetic corpus: loss goes down, run folder contents, exact resume, restart."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from digit_denoise.errors import UserError
+from digit_denoise.train import PRESETS, SeedData, read_history, train
+
+from helpers import make_manifest, train_cfg
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def manifest(tmp_path) -> Path:
+    return make_manifest(tmp_path / "data")
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
+
+
+def test_tiny_run_learns_and_writes_run_folder(tmp_path, manifest):
+    run = tmp_path / "run"
+    s = train(train_cfg(manifest, run))
+    assert s["steps"] == 16
+    hist = read_history(run)
+    assert [r["step"] for r in hist] == [4, 8, 12, 16]
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    assert s["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in hist))
+
+    cfg = json.loads((run / "config.json").read_text())
+    for k, v in PRESETS["seed"].items():
+        if k not in ("lr", "batch_size", "val_every"):
+            assert cfg[k] == v, k
+    assert cfg["lr"] == 1e-2 and cfg["batch_size"] == 8 and cfg["preset"] == "seed"
+    assert cfg["model_config"] == {"channels": [4, 8, 16]}
+
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [4, 8, 12, 16]
+    assert float(rows[-1]["val_loss"]) == pytest.approx(hist[-1]["val_loss"])
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for which in ("last", "best"):
+        assert (run / "checkpoints" / which / "model.safetensors").is_file()
+        assert json.loads((run / "checkpoints" / which / "model.json").read_text())["model"] == "seed"
+    assert (run / "checkpoints" / "last" / "state.pt").is_file()
+    assert not (run / "checkpoints" / "best" / "state.pt").exists()
+    best_meta = json.loads((run / "checkpoints" / "best" / "model.json").read_text())
+    assert best_meta["val_loss"] == pytest.approx(s["best_val_loss"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 16 and summary["best_val_loss"] == pytest.approx(s["best_val_loss"])
+    leftovers = [p.name for p in (run / "checkpoints").iterdir()] + [p.name for p in run.iterdir() if
+                                                                       p.name.startswith(".")]
+    assert sorted(leftovers) == ["best", "last"]
+
+
+def test_resume_equals_straight_run(tmp_path, manifest):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(train_cfg(manifest, a, max_steps=4, val_every=3))
+    assert [r["step"] for r in read_history(a)] == [3, 4]
+    s = train(train_cfg(manifest, a, max_steps=8, val_every=3))
+    assert s["steps"] == 8
+    steps = [r["step"] for r in read_history(a)]
+    assert steps == sorted(set(steps)) and steps[0] == 3 and steps[-1] == 8 and 6 in steps
+
+    train(train_cfg(manifest, b, max_steps=8, val_every=3))
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    # rerunning a finished run does nothing more
+    w_before = _weights(a)
+    assert train(train_cfg(manifest, a, max_steps=8, val_every=3))["steps"] == 8
+    assert all(torch.equal(w_before[k], v) for k, v in _weights(a).items())
+
+    # other settings on an existing run: refuse and name --restart
+    with pytest.raises(UserError) as e:
+        train(train_cfg(manifest, a, max_steps=8, val_every=3, lr=5e-3))
+    assert "--restart" in str(e.value) and "\n" not in str(e.value)
+
+    # restart starts over (history begins again)
+    s = train(train_cfg(manifest, a, max_steps=2, val_every=3, lr=5e-3), restart=True)
+    assert s["steps"] == 2
+    assert [r["step"] for r in read_history(a)] == [2]
+    assert json.loads((a / "config.json").read_text())["lr"] == 5e-3
+
+
+def test_restart_refuses_folder_that_is_not_a_run(tmp_path, manifest):
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.txt").write_text("do not delete")
+    for restart in (False, True):
+        with pytest.raises(UserError):
+            train(train_cfg(manifest, other, max_steps=1), restart=restart)
+    assert (other / "thesis.txt").read_text() == "do not delete"
+
+
+def test_manifest_without_val_or_test_split(tmp_path):
+    m = make_manifest(tmp_path / "noval", val_fraction=0.0)
+    with pytest.raises(UserError) as e:
+        train(train_cfg(m, tmp_path / "run", max_steps=1))
+    assert "val" in str(e.value) and "\n" not in str(e.value)
+    # no test split: training does not need one
+    m2 = make_manifest(tmp_path / "notest", test_speakers="0")
+    assert train(train_cfg(m2, tmp_path / "run2", max_steps=1))["steps"] == 1
+
+
+def test_fresh_noise(tmp_path, manifest):
+    cfg = train_cfg(manifest, tmp_path / "run", fresh_noise=True, limit=8, max_steps=3, batch_size=4)
+    data = SeedData(cfg, torch.device("cpu"))
+    e0, e1, e2 = (np.asarray(data.train_pairs(e)) for e in (0, 1, 2))
+    assert np.array_equal(e0[:, 0], e1[:, 0])  # clean images are the same
+    assert not np.allclose(e0[:, 1], e1[:, 1])  # noisy ones differ between epochs
+    assert not np.allclose(e1[:, 1], e2[:, 1])
+    assert np.array_equal(np.asarray(data.train_pairs(1)), e1)  # a pure function of the epoch
+    val0 = np.asarray(data.val).copy()
+    # evaluation noise stays fixed: a fresh SeedData gives the same val images
+    assert np.array_equal(np.asarray(SeedData(cfg, torch.device("cpu")).val), val0)
+    s = train(cfg)  # 2 steps/epoch: crosses into epoch 1
+    assert s["steps"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["fresh_noise"] is True
