@@ -117,6 +117,12 @@ def test_load_errors_are_one_line_user_errors(tmp_path):
         ck.load_model(folder)
     assert "upgrade" in _assert_one_line(e)
 
+    for bad in ("1", None, 0):
+        (folder / "model.json").write_text(json.dumps({**meta, "format_version": bad}))
+        with pytest.raises(UserError) as e:
+            ck.load_model(folder)
+        assert "format_version" in _assert_one_line(e)
+
     (folder / "model.json").write_text(json.dumps({**meta, "model": "transformer-xl"}))
     with pytest.raises(UserError) as e:
         ck.load_model(folder)

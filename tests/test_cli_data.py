@@ -43,11 +43,14 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 def assert_one_line_error(code, out, err, *words):
     assert code == 2
     lines = [x for x in err.splitlines() if x.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("digit-denoise: error: ")
+    errors = [x for x in lines if "error" in x.lower()]
+    assert len(errors) == 1 and lines[-1] == errors[0], err  # the error is one line, and the last
+    assert errors[0].startswith("digit-denoise: error: ")
+    # anything before it is a status line (e.g. which layout was detected), never a traceback
+    assert all(x.startswith("layout: detected") for x in lines[:-1]), err
     assert "Traceback" not in err and out == ""
     for w in words:
-        assert w in lines[0], lines[0]
+        assert w in errors[0], errors[0]
 
 
 def test_prepare_prints_summary(corpus, tmp_path, capsys):
@@ -58,7 +61,7 @@ def test_prepare_prints_summary(corpus, tmp_path, capsys):
     assert "detected 'audiomnist'" in err and "manifest written" in err
     lines = stdout.splitlines()
     assert lines[0].split()[:5] == ["split", "clips", "speakers", "minutes", "digits"]
-    counts = {ln.split()[0]: int(ln.split()[1]) for ln in lines[2:] if ln.split()[0] in ("train", "val", "test")}
+    counts = {ln.split()[0]: int(ln.split()[1]) for ln in lines[2:] if not ln.startswith("test speakers")}
     assert counts == {"train": 16, "val": 8, "test": 6}
     assert any(ln.startswith("test speakers: ") for ln in lines)
     rows = load_manifest(out)
@@ -123,6 +126,22 @@ def test_bad_inputs_exit_2_with_one_line(corpus, tmp_path, capsys):
     for argv, word in cases:
         assert_one_line_error(*run(capsys, *argv), word)
     assert not Path(o).exists()
+
+
+@pytest.mark.parametrize("snr,expected", [("-8", {"-8"}), ("-8,-5,0", {"-8", "-5", "0"}),
+                                          ("-10:10", None), ("-10..-2", None), ("5", {"5"})])
+def test_snr_forms_on_the_command_line(corpus, tmp_path, capsys, snr, expected):
+    out = tmp_path / "m.csv"
+    for argv in (["--snr", snr], [f"--snr={snr}"]):
+        code, _, err = run(capsys, "data", "prepare", "--corpus", str(corpus), "--out", str(out),
+                           "--test-speakers", "1", *argv, "--overwrite")
+        assert code == 0, err
+        got = {r.snr for r in load_manifest(out)}
+        if expected is not None:
+            assert got == expected
+        else:
+            lo, hi = (float(v) for v in snr.replace("..", ":").split(":"))
+            assert len(got) > 10 and all(lo <= float(v) <= hi for v in got)
 
 
 def test_argparse_errors_exit_2(capsys):

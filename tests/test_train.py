@@ -131,3 +131,35 @@ def test_fresh_noise(tmp_path, manifest):
     s = train(cfg)  # 2 steps/epoch: crosses into epoch 1
     assert s["steps"] == 3
     assert json.loads((tmp_path / "run" / "config.json").read_text())["fresh_noise"] is True
+
+
+def test_bad_options_are_user_errors(tmp_path, manifest):
+    for kw in (dict(val_every=0), dict(batch_size=0), dict(epochs=0), dict(lr=0.0), dict(seed=-1)):
+        with pytest.raises(UserError) as e:
+            train(train_cfg(manifest, tmp_path / "run", **kw))
+        assert "\n" not in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_feature_cache_follows_file_changes(tmp_path, manifest):
+    import soundfile as sf
+
+    from digit_denoise.data import _CACHE, BabblePool
+    from digit_denoise.datasets import cache_dir, cached_seed_images
+    from digit_denoise.features import SeedFeatureConfig
+    from digit_denoise.manifest import load_manifest, select
+
+    rows = select(load_manifest(manifest), "val", 3)
+    feat, pool = SeedFeatureConfig(), BabblePool(rows)
+    a = np.asarray(cached_seed_images(rows, feat, pool=pool)).copy()
+    assert np.array_equal(np.asarray(cached_seed_images(rows, feat, pool=pool)), a)  # cache hit
+    # a damaged cache file is recomputed, not a crash
+    for p in (cache_dir() / "features").glob("*.npy"):
+        p.write_bytes(b"garbage")
+    assert np.array_equal(np.asarray(cached_seed_images(rows, feat, pool=pool)), a)
+    # the corpus rewritten in place: new images, not the stale cache
+    x, sr = sf.read(rows[0].clean_path, dtype="float32")
+    sf.write(rows[0].clean_path, np.roll(x, 500) * 0.5, sr, subtype="PCM_16")
+    _CACHE._items.clear()
+    b = np.asarray(cached_seed_images(rows, feat, pool=pool))
+    assert not np.allclose(a[0], b[0]) and np.array_equal(a[1:], b[1:])

@@ -107,7 +107,10 @@ def read_meta(json_path: Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{json_path}: not a digit-denoise model config (no \"format\": \"{FORMAT}\")")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f"{json_path}: model config has an invalid format_version {version!r}; "
+                        "re-save the model with 'digit-denoise train'")
+    if version > FORMAT_VERSION:
         raise UserError(f"{json_path}: model format version {version} is newer than this digit-denoise "
                         f"understands ({FORMAT_VERSION}); upgrade digit-denoise")
     return meta

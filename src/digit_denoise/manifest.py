@@ -183,6 +183,8 @@ def write_manifest(rows: list[Row], path: str | Path, overwrite: bool = False) -
     needs ``overwrite``. Returns 'written', 'unchanged' or 'overwritten'."""
     path = Path(path)
     text = manifest_text(rows)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; --out expects a CSV file name such as manifest.csv")
     if path.exists():
         if path.is_file() and path.read_bytes() == text.encode("utf-8"):  # bytes: any file, exact
             return "unchanged"
@@ -229,6 +231,8 @@ def load_manifest(path: str | Path) -> list[Row]:
 
 def select(rows: list[Row], split: str | None = None, limit: int | None = None) -> list[Row]:
     """Rows of one split (all when None), optionally the first ``limit`` (a deterministic spread)."""
+    if limit is not None and limit < 0:
+        raise UserError(f"--limit {limit}: give a positive number of clips")
     sub = [r for r in rows if split in (None, "all") or r.split == split]
     if split not in (None, "all") and not sub:
         have = ", ".join(sorted({r.split for r in rows}))

@@ -148,6 +148,8 @@ class NoiseConfig:
             if k not in BUILTIN_KINDS and not Path(k).is_dir():
                 raise UserError(f"--noise {k!r}: not one of {', '.join(BUILTIN_KINDS)} and not an existing folder "
                                 "of noise files")
+        if int(babble_talkers) < 1:
+            raise UserError(f"--babble-talkers {babble_talkers}: babble needs at least 1 talker")
         choices, rng = parse_snr(snr)
         return cls(kinds=kinds, snr=choices, snr_range=rng, babble_talkers=babble_talkers)
 

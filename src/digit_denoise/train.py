@@ -231,6 +231,14 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
     """Train (or resume) a run. Returns a summary dict (steps, best val loss, times, samples/s)."""
     if not cfg.out:
         raise UserError("--out: give a run folder, e.g. runs/seed")
+    for name in ("batch_size", "epochs", "val_every"):
+        if int(getattr(cfg, name)) < 1:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be at least 1")
+    for name in ("max_steps", "limit", "val_limit", "seed", "threads"):
+        if int(getattr(cfg, name)) < 0:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must not be negative")
+    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        raise UserError(f"--lr {cfg.lr}: must be a positive number, e.g. 2e-4")
     run = Path(cfg.out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
