@@ -119,6 +119,12 @@ def test_bad_inputs_exit_2_with_one_line(corpus, tmp_path, capsys):
          "--pattern"),
         (["data", "prepare", "--corpus", str(corpus), "--out", o, "--noise", "babble", "--test-speakers", "01,"],
          "babble"),
+        (["data", "prepare", "--corpus", str(corpus), "--out", str(tmp_path / "empty"), "--test-speakers", "1"],
+         "is a folder"),
+        (["data", "prepare", "--corpus", str(corpus), "--out", str(tmp_path / "empty"), "--test-speakers", "1",
+          "--overwrite"], "is a folder"),
+        (["data", "prepare", "--corpus", str(corpus), "--out", o, "--babble-talkers", "0", "--noise", "babble"],
+         "--babble-talkers"),
         (["data", "summary", str(tmp_path / "missing.csv")], "not found"),
         (["data", "summary", str(tmp_path / "garbage.csv")], "garbage.csv"),
         (["data", "mix", "--manifest", str(tmp_path / "garbage.csv"), "--out", str(tmp_path / "mx")], "garbage"),
@@ -181,6 +187,9 @@ def test_mix_command(corpus, tmp_path, capsys):
     assert code == 0
     lim = load_manifest(tmp_path / "lim" / "manifest.csv")
     assert len(lim) == 3 and sf.info(lim[0].noisy_path).samplerate == 16000
+    assert_one_line_error(*run(capsys, "data", "mix", "--manifest", str(m), "--out", str(tmp_path / "neg"),
+                               "--limit", "-2"), "--limit")
+    assert not (tmp_path / "neg").exists()
 
 
 @pytest.mark.parametrize("cmd,defaults", [

@@ -21,8 +21,8 @@ def _sha(p) -> str:
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.startswith("digit-denoise: error: ")]
-    assert len(lines) == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("digit-denoise: error: "), err
     return lines[0]
 
 
@@ -81,6 +81,7 @@ def test_cli_round_trip(tmp_path, monkeypatch, capsys):
     assert main(["denoise", str(src), "-o", str(dst), "--model", str(run), "--overwrite",
                  "--phase", "griffinlim", "--gl-iters", "2"]) == 0
     assert sf.info(str(dst)).frames == n
+    capsys.readouterr()
 
     # output == input: refused, input untouched (also with --overwrite)
     for extra in ([], ["--overwrite"]):

@@ -227,3 +227,17 @@ def test_detect_layout(tmp_path):
     flat = tmp_path / "flat"
     wav(flat / "x" / "4_george_3.wav")
     assert detect_layout(flat) == "fsdd"
+
+
+def test_same_name_other_extension_is_one_utterance(tmp_path):
+    root = make_fsdd(tmp_path / "f", speakers=("ann", "bob"), digits=(0,), takes=1)
+    wav(root / "recordings" / "0_ann_0.flac")
+    utts, _, _, warnings = scan_corpus(root)
+    assert sorted(u.id for u in utts) == ["0_ann_0", "0_bob_0"]
+    assert any("left out" in w and "0_ann_0.wav" in w for w in warnings)
+    folder = tmp_path / "g"
+    wav(folder / "x" / "3_al_1.wav")
+    wav(folder / "x" / "3_al_1.aiff")
+    wav(folder / "x" / "4_al_1.wav")
+    utts, _, _, warnings = scan_corpus(folder, "folder", "{digit}_{speaker}_{take}")
+    assert sorted(u.id for u in utts) == ["x/3_al_1", "x/4_al_1"] and len(warnings) == 1

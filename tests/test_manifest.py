@@ -231,6 +231,10 @@ def test_write_manifest_states(corpus, tmp_path):
     assert write_manifest(other, p, overwrite=True) == "overwritten"
     assert p.read_bytes() == manifest_text(other).encode()
     assert sorted(f.name for f in tmp_path.iterdir()) == ["m.csv"]
+    (tmp_path / "adir").mkdir()
+    for ow in (False, True):
+        with pytest.raises(UserError, match="is a folder"):
+            write_manifest(rows, tmp_path / "adir", overwrite=ow)
 
 
 def test_write_manifest_over_binary_or_crlf_file(corpus, tmp_path):
@@ -302,6 +306,9 @@ def test_select_with_noise_and_summary(corpus, tmp_path):
     assert len(select(rows, "all")) == len(rows) == len(select(rows))
     lim = select(rows, "train", 7)
     assert len(lim) == 7 and len({r.id for r in lim}) == 7
+    assert select(rows, "train", 10_000) == select(rows, "train")
+    with pytest.raises(UserError, match="--limit"):
+        select(rows, "train", -1)
     with pytest.raises(UserError, match="no 'test' split"):
         select(build_manifest(corpus, tmp_path / "m.csv", test_speakers="0")[0], "test")
     nrows = with_noise(rows, NoiseConfig.parse("brown", "5"), seed=9)

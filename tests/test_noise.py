@@ -127,6 +127,8 @@ def test_noise_config_parse_and_draw(tmp_path):
             NoiseConfig.parse(bad)
     with pytest.raises(UserError):
         NoiseConfig.parse("white", "garbage")
+    with pytest.raises(UserError, match="babble-talkers"):
+        NoiseConfig.parse("babble", -8, babble_talkers=0)
 
 
 # ----------------------------------------------------------------------------- folders

@@ -50,6 +50,7 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, stat
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    tmp.chmod(0o755)
     try:
         _write_model_files(tmp, model, meta)
         if state is not None:

@@ -229,4 +229,12 @@ def scan_corpus(root: str | Path, layout: str = "auto", pattern: str | None = No
         expected = f"audio files whose names match {pattern!r}"
     if not utts:
         raise UserError(f"{root}: no recordings found for layout '{layout}'; expected {expected}")
+    unique: dict[str, Utterance] = {}
+    for u in utts:  # e.g. 0_jackson_0.wav and 0_jackson_0.flac: one id, keep the first in path order
+        unique.setdefault(u.id, u)
+    if len(unique) < len(utts):
+        dupes = [u.clean_path.name for u in utts if unique[u.id] is not u]
+        warnings.append(f"{len(dupes)} files share their name (without extension) with another file and were "
+                        f"left out (e.g. {', '.join(dupes[:3])})")
+        utts = list(unique.values())
     return utts, meta, layout, warnings

@@ -37,8 +37,32 @@ def rows_key(rows: list[Row], feat: SeedFeatureConfig, extra: dict | None = None
     h = hashlib.sha256()
     h.update(json.dumps({"v": CACHE_VERSION, "feat": asdict(feat), "extra": extra or {}}, sort_keys=True).encode())
     for r in rows:
-        h.update(f"{r.id}|{r.clean_path}|{r.noisy_path}|{r.noise}|{r.snr}|{r.noise_seed}|{r.duration}\n".encode())
+        h.update(f"{r.id}|{r.clean_path}|{r.noisy_path}|{r.noise}|{r.snr}|{r.noise_seed}|{r.duration}|"
+                 f"{_file_sig(r.clean_path)}|{_file_sig(r.noisy_path)}\n".encode())
     return h.hexdigest()[:20]
+
+
+def _file_sig(path: str) -> str:
+    """Size and mtime of a file, so a corpus rewritten in place does not reuse stale images."""
+    if not path:
+        return ""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _pool_key(rows: list[Row], pool: BabblePool) -> dict:
+    """Babble noise depends on the other talkers of the split (the pool), not only on ``rows``."""
+    if not any(r.noise == "babble" for r in rows):
+        return {}
+    h = hashlib.sha256()
+    for split in sorted({r.split for r in rows}):
+        for spk, utts in sorted(pool.by_split.get(split, {}).items()):
+            for u in utts:
+                h.update(f"{split}|{spk}|{u.id}|{u.clean_path}|{_file_sig(u.clean_path)}\n".encode())
+    return {"pool": h.hexdigest()[:20]}
 
 
 def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, batch: int = 64,
@@ -76,12 +100,15 @@ def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, b
 def cached_seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, name: str = "",
                        device: str | torch.device = "cpu") -> np.ndarray:
     """Like :func:`seed_images` with the fixed (evaluation) noise, cached on disk as a memmap."""
-    key = rows_key(rows, feat)
+    key = rows_key(rows, feat, _pool_key(rows, pool))
     folder = cache_dir() / "features"
     path = folder / f"seed-{key}.npy"
     if path.is_file():
-        arr = np.load(path, mmap_mode="r")
-        if arr.shape == (len(rows), 2, *feat.size):
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError):  # damaged cache file: compute it again
+            arr = None
+        if arr is not None and arr.shape == (len(rows), 2, *feat.size):
             return arr
     arr, _ = seed_images(rows, feat, pool=pool, device=device, desc=f"features {name}".strip())
     folder.mkdir(parents=True, exist_ok=True)

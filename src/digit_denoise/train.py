@@ -240,6 +240,8 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise UserError(f"--lr {cfg.lr}: must be a positive number, e.g. 2e-4")
     run = Path(cfg.out)
+    if cfg.manifest and Path(cfg.manifest).is_file():
+        cfg.manifest = str(Path(cfg.manifest).resolve())  # so `evaluate` finds it from any folder
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
