@@ -145,7 +145,7 @@ def cmd_train(a) -> int:
     from .train import resolve_config, train
 
     overrides = {k: getattr(a, k) for k in ("manifest", "out", "lr", "batch_size", "epochs", "max_steps",
-                                            "val_every", "limit", "val_limit", "seed", "threads", "device",
+                                            "val_every", "save_every", "limit", "val_limit", "seed", "threads", "device",
                                             "model", "loss")}
     if a.fresh_noise:
         overrides["fresh_noise"] = True
@@ -179,6 +179,8 @@ def add_train(sub) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs (seed preset: 6)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (default: no limit)")
     p.add_argument("--val-every", type=int, default=None, help="validate and checkpoint every N steps (seed: 75)")
+    p.add_argument("--save-every", type=int, default=None,
+                   help="also save the resume point every N steps (default 0: at validation and every 5 minutes)")
     p.add_argument("--limit", type=int, default=None, help="use only N training clips (default: all)")
     p.add_argument("--val-limit", type=int, default=None, help="use only N validation clips (default: all)")
     p.add_argument("--fresh-noise", action="store_true", help="new noise every epoch (evaluation noise stays fixed)")
@@ -230,7 +232,58 @@ def add_denoise(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
-_EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise]
+def _compare_command(a) -> str:
+    """The command line as parsed (every option spelled out, defaults included)."""
+    import shlex
+
+    parts = ["digit-denoise", "compare"]
+    for opt in ("manifest", "out", "split", "methods", "noise", "snr", "seed", "limit", "workers", "examples",
+                "babble_talkers"):
+        v = getattr(a, opt)
+        if v is not None:
+            parts.append(f"--{opt.replace('_', '-')}={v}")
+    if a.overwrite:
+        parts.append("--overwrite")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def cmd_compare(a) -> int:
+    from .compare import compare
+
+    s = compare(a.manifest, a.out, split=a.split, methods=a.methods, noise=a.noise, snr=a.snr, seed=a.seed,
+                limit=a.limit, overwrite=a.overwrite, workers=a.workers, examples=a.examples,
+                babble_talkers=a.babble_talkers,
+                command=_compare_command(a))
+    print(f"{s['split']} split, {s['n_clips']} clips, {len(s['conditions'])} condition(s), "
+          f"{len(s['methods'])} method(s)")
+    print(s["table"])
+    print(f"report: {s['folder']}/report.html")
+    return 0
+
+
+def add_compare(sub) -> None:
+    from .compare import DEFAULT_METHODS, DEFAULT_NOISE, DEFAULT_SNR
+
+    p = _add(sub, "compare", "compare denoisers (peers, oracles, trained runs) on identical noisy inputs over a "
+             "noise × SNR grid; writes per_clip.csv, summary.json and report.html", cmd_compare)
+    p.add_argument("--manifest", required=True, help="manifest CSV from 'data prepare'")
+    p.add_argument("--out", required=True, help="report folder (must be empty unless --overwrite)")
+    p.add_argument("--split", default="test", choices=["all", "train", "val", "test"], help="manifest split")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma list of peer names (noisy, noisereduce-stationary, noisereduce-nonstationary, wiener, "
+                        "rnnoise, deepfilternet3, oracle-irm, seed-ceiling) and/or run folders / .safetensors files")
+    p.add_argument("--noise", default=DEFAULT_NOISE,
+                   help="noise kinds of the grid: white, pink, brown, babble or folders of noise files")
+    p.add_argument("--snr", default=DEFAULT_SNR, help="input SNRs of the grid in dB, e.g. -8,-5,0,5")
+    p.add_argument("--seed", type=int, default=0, help="seed of every condition's noise")
+    p.add_argument("--limit", type=int, default=None, help="use only N clips (spread over the split)")
+    p.add_argument("--workers", type=int, default=None, help="metric worker processes (default: min(CPUs, 8))")
+    p.add_argument("--examples", type=int, default=3, help="clips rendered as spectrograms and audio in the report")
+    p.add_argument("--babble-talkers", type=int, default=5, help="utterances summed into babble noise")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder")
+
+
+_EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise, add_compare]
 
 
 # --------------------------------------------------------------------------------- main

@@ -65,36 +65,129 @@ def _pool_key(rows: list[Row], pool: BabblePool) -> dict:
     return {"pool": h.hexdigest()[:20]}
 
 
-def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, batch: int = 64,
+def _fill_workers() -> int:
+    """Worker processes for the feature fill: ``$DIGIT_DENOISE_FEATURE_WORKERS`` or 0 (in-process).
+
+    Measured on 2 CPU cores (``python -m bench.features``): one process with torch's intra-op
+    threads fills the cache as fast as or faster than 2 single-thread worker processes, because
+    the per-clip Python part (read, resample, mix: ~0.5 ms) is small next to the batched STFT /
+    mel / resize (which torch already spreads over the cores), and workers pay for start-up and
+    for shipping 100 kB of images per clip back. More cores with slow I/O may favour workers.
+    """
+    try:
+        return max(0, int(os.environ.get("DIGIT_DENOISE_FEATURE_WORKERS", "0")))
+    except ValueError:
+        return 0
+
+
+# Per-process state of a fill (set before the pool forks, or in the worker's initializer).
+_FILL: dict = {}
+
+
+def _fill_init(state: dict, threads: int | None) -> None:
+    _FILL.clear()
+    _FILL.update(state)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _fill_pairs(idx: list[int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """The (clean, noisy) waves of rows ``idx`` at the feature rate (per-clip I/O, soxr, noise)."""
+    st = _FILL
+    rows, feat = st["rows"], st["feat"]
+    return [make_pair(rows[i], sr=feat.sample_rate, pool=st["pool"], noise=st["noise"], epoch=st["epoch"])
+            for i in idx]
+
+
+def _fill_chunk(idx: list[int], pairs=None) -> tuple[list[int], np.ndarray, dict[str, np.ndarray]]:
+    """Images Array[b, 2, H, W] and noisy-image stats of the rows ``idx`` (one torch call per side)."""
+    st = _FILL
+    feat, fe, device = st["feat"], st["fe"], st["device"]
+    pairs = _fill_pairs(idx) if pairs is None else pairs
+    imgs = np.empty((len(idx), 2, *feat.size), np.float32)
+    stats: dict[str, np.ndarray] = {}
+    for j in (0, 1):  # clean, noisy
+        waves = [p[j] for p in pairs]
+        lengths = torch.tensor([w.size for w in waves], dtype=torch.long)
+        padded = torch.zeros(len(waves), int(lengths.max()))
+        for k, w in enumerate(waves):
+            padded[k, : w.size] = torch.from_numpy(w)
+        with torch.no_grad():
+            img, s = fe(padded.to(device), lengths.to(device))
+        imgs[:, j] = img[:, 0].cpu().numpy()
+        if j == 1:
+            # via Python scalars, as before: int64 / float64 arrays
+            stats = {key: np.asarray(torch.as_tensor(val).cpu().tolist()) for key, val in s.items()}
+    return idx, imgs, stats
+
+
+def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, batch: int = 128,
                 noise: NoiseConfig | None = None, epoch: int | None = None,
-                device: str | torch.device = "cpu", desc: str = "features") -> tuple[np.ndarray, dict]:
+                device: str | torch.device = "cpu", desc: str = "features",
+                workers: int | None = None, prefetch: bool = True) -> tuple[np.ndarray, dict]:
     """Compute clean/noisy seed images for ``rows``. Returns (array[N, 2, H, W] float32, stats).
 
     ``array[:, 0]`` is clean, ``array[:, 1]`` noisy. ``stats`` holds per-clip inversion values of the
     noisy images (frames, db_min, db_max, ref_power) as numpy arrays.
+
+    Rows are processed ``batch`` at a time in order of duration (so a batch pads to a similar
+    length: about half the STFT work of input order on FSDD), one batched torch call per side,
+    and written back in the rows' order. ``workers`` > 0 fills with that many single-thread
+    processes (default: ``$DIGIT_DENOISE_FEATURE_WORKERS`` or 0 = this process, torch threads).
     """
-    fe = SeedFeatures(feat).to(device)
-    out = np.zeros((len(rows), 2, *feat.size), np.float32)
-    stats: dict[str, list] = {}
-    bar = progress(total=len(rows), desc=desc, unit="clip")
-    for i in range(0, len(rows), batch):
-        chunk = rows[i:i + batch]
-        pairs = [make_pair(r, sr=feat.sample_rate, pool=pool, noise=noise, epoch=epoch) for r in chunk]
-        for j, which in enumerate(("clean", "noisy")):
-            waves = [p[j] for p in pairs]
-            lengths = torch.tensor([w.size for w in waves])
-            padded = torch.zeros(len(waves), int(lengths.max()))
-            for k, w in enumerate(waves):
-                padded[k, : w.size] = torch.from_numpy(w)
-            with torch.no_grad():
-                img, st = fe(padded.to(device), lengths.to(device))
-            out[i:i + len(chunk), j] = img[:, 0].cpu().numpy()
-            if which == "noisy":
-                for key, val in st.items():
-                    stats.setdefault(key, []).extend(torch.as_tensor(val).cpu().numpy().tolist())
-        bar.update(len(chunk))
+    n = len(rows)
+    out = np.zeros((n, 2, *feat.size), np.float32)
+    stats: dict[str, np.ndarray] = {}
+    order = sorted(range(n), key=lambda i: (float(rows[i].duration or 0.0), i))
+    chunks = [order[i:i + batch] for i in range(0, n, batch)]
+    workers = _fill_workers() if workers is None else max(0, int(workers))
+    if torch.device(device).type != "cpu":
+        workers = 0  # the accelerator does the work; one process feeds it
+    state = dict(rows=rows, feat=feat, fe=SeedFeatures(feat).to(device), device=device, pool=pool,
+                 noise=noise, epoch=epoch)
+
+    def take(res) -> None:
+        idx, imgs, st = res
+        out[idx] = imgs
+        for key, val in st.items():
+            if key not in stats:
+                stats[key] = np.zeros(n, val.dtype)
+            stats[key][idx] = val
+        bar.update(len(idx))
+
+    bar = progress(total=n, desc=desc, unit="clip")
+    if workers > 0 and len(chunks) > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with cf.ProcessPoolExecutor(min(workers, len(chunks)), mp_context=ctx, initializer=_fill_init,
+                                    initargs=(state, 1)) as ex:
+            for res in ex.map(_fill_chunk, chunks):
+                take(res)
+    else:
+        saved = dict(_FILL)
+        _fill_init(state, None)
+        try:
+            if prefetch and len(chunks) > 1:
+                # read/resample/mix the next batch in a thread while torch works on this one
+                # (soundfile, soxr, numpy and torch all release the GIL for the heavy parts)
+                import concurrent.futures as cf
+
+                with cf.ThreadPoolExecutor(1) as ex:
+                    nxt = ex.submit(_fill_pairs, chunks[0])
+                    for k, c in enumerate(chunks):
+                        pairs = nxt.result()
+                        if k + 1 < len(chunks):
+                            nxt = ex.submit(_fill_pairs, chunks[k + 1])
+                        take(_fill_chunk(c, pairs))
+            else:
+                for c in chunks:
+                    take(_fill_chunk(c))
+        finally:
+            _fill_init(saved, None)
     bar.close()
-    return out, {k: np.asarray(v) for k, v in stats.items()}
+    return out, stats
 
 
 def cached_seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, name: str = "",

@@ -343,3 +343,37 @@ def estimate_lag(out: np.ndarray, ref: np.ndarray, max_lag: int = 2000) -> int:
     xc = np.fft.irfft(np.fft.rfft(a, nfft) * np.conj(np.fft.rfft(b, nfft)), nfft)
     lags = np.arange(-max_lag, max_lag + 1)
     return int(lags[np.argmax(xc[lags % nfft])])
+
+
+# ------------------------------------------------------------------------- seed ceiling
+class SeedCeiling:
+    """The clean clip through the seed 112×112 representation and back, with the noisy phase.
+
+    48 kHz clean → :func:`features.wave_to_seed` (image + the clean clip's own stats) →
+    :func:`features.seed_invert` (``noisy-phase``, phase of the noisy input at 48 kHz) → back to
+    ``sr`` and the input's length. What a perfect seed-representation model could reach with the
+    noisy phase: an oracle (needs ``clean``), the ceiling of the seed pipeline.
+    """
+
+    name, is_oracle = "seed-ceiling", True
+
+    def enhance(self, noisy, sr, clean=None):
+        from .features import SeedFeatureConfig, seed_invert, wave_to_seed
+
+        x = _as_mono(noisy)
+        if clean is None:
+            raise UserError("seed-ceiling needs the clean reference; pass clean= (it is an oracle)")
+        c = _fit(_as_mono(clean), len(x))
+        if len(x) == 0:
+            return x.copy()
+        cfg = SeedFeatureConfig()
+        rate = cfg.sample_rate
+        x48 = resample(x, sr, rate) if sr != rate else x
+        c48 = resample(c, sr, rate) if sr != rate else c
+        img, stats = wave_to_seed(c48, rate, cfg)
+        y48 = seed_invert(img, stats, method="noisy-phase", noisy_wave=[x48], cfg=cfg)[0]
+        y = resample(np.ascontiguousarray(y48), rate, sr) if sr != rate else y48
+        return _fit(np.nan_to_num(y), len(x))
+
+
+PEERS["seed-ceiling"] = SeedCeiling

