@@ -28,7 +28,7 @@ def _batch(*shape, seed=0):
 
 
 def test_registry_table():
-    assert available_models() == ["seed", "seed-buggy"]
+    assert available_models() == ["seed", "seed-buggy", "masknet"]
     assert MODELS["seed"] == (SeedUNetConfig, SeedUNet)
     assert MODELS["seed-buggy"] == (SeedBuggyConfig, SeedBuggyUNet)
     assert isinstance(build_model("seed"), SeedUNet)
@@ -200,7 +200,7 @@ def test_state_dict_roundtrip_gives_identical_outputs(name):
 
 
 def test_receptive_field_analytic_matches_empirical():
-    for name in available_models():
+    for name in ("seed", "seed-buggy"):
         rf = receptive_field(name)
         centred = receptive_field(name, centred=True)
         # Exact field width is 44 (even: the 2x2 pooling phase puts it off-centre);
@@ -211,6 +211,8 @@ def test_receptive_field_analytic_matches_empirical():
         assert measure_receptive_field(small, size=96) == (rf, centred)
     assert receptive_field(SeedUNetConfig()) == 44
     assert receptive_field(build_model("seed")) == 44
+    # waveform models: samples (2 × context + 1)
+    assert receptive_field("masknet") == 2 * build_model("masknet").context_samples + 1
 
 
 def test_flops_per_sample_seed_112():

@@ -146,7 +146,9 @@ def cmd_train(a) -> int:
 
     overrides = {k: getattr(a, k) for k in ("manifest", "out", "lr", "batch_size", "epochs", "max_steps",
                                             "val_every", "save_every", "limit", "val_limit", "seed", "threads", "device",
-                                            "model", "loss")}
+                                            "model", "loss", "schedule", "clip_grad", "noise", "snr", "segment")}
+    if a.no_augment:
+        overrides["augment"] = False
     if a.fresh_noise:
         overrides["fresh_noise"] = True
     if a.model_config:
@@ -170,7 +172,8 @@ def add_train(sub) -> None:
     p.add_argument("--manifest", required=True, help="manifest CSV from 'data prepare'")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/seed")
     p.add_argument("--preset", default="seed", choices=list(PRESETS),
-                   help="seed: the published recipe done right; seed-buggy: its bug reproduced (comparison only)")
+                   help="seed: the published recipe done right; seed-buggy: its bug reproduced (comparison only); "
+                        "fast: 16 kHz mask network, noise drawn on the fly (the shipped default model)")
     p.add_argument("--model", default=None, help="model family (default: the preset's)")
     p.add_argument("--model-config", default=None, help="JSON overrides of the model config")
     p.add_argument("--loss", default=None, help="loss (default: the preset's; seed: mse)")
@@ -187,6 +190,15 @@ def add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for torch/numpy/random and the data order (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--schedule", default=None, choices=["constant", "cosine"],
+                   help="learning-rate schedule (seed: constant; fast: cosine)")
+    p.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm (0 = off; fast: 5)")
+    p.add_argument("--noise", default=None,
+                   help="waveform models: noise kinds drawn on the fly, from white,pink,brown,colored,babble "
+                        "and/or folders of noise recordings (default: all five kinds)")
+    p.add_argument("--snr", default=None, help="waveform models: SNR range of the mixtures in dB (default -10:15)")
+    p.add_argument("--segment", type=float, default=None, help="waveform models: seconds per window (default 1.0)")
+    p.add_argument("--no-augment", action="store_true", help="waveform models: no tilt/speed augmentation")
     p.add_argument("--restart", action="store_true", help="delete the run folder's state and start over")
 
 

@@ -24,16 +24,20 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .masknet import MaskNet, MaskNetConfig
 from .seed_buggy import SeedBuggyConfig, SeedBuggyUNet
 from .seed_unet import SeedUNet, SeedUNetConfig
 
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "seed": (SeedUNetConfig, SeedUNet),
     "seed-buggy": (SeedBuggyConfig, SeedBuggyUNet),  # deliberately broken, comparison only
+    "masknet": (MaskNetConfig, MaskNet),  # waveform in/out, spectral mask at 16 kHz
 }
 
 __all__ = [
     "MODELS",
+    "MaskNet",
+    "MaskNetConfig",
     "SeedBuggyConfig",
     "SeedBuggyUNet",
     "SeedUNet",
@@ -163,6 +167,12 @@ def receptive_field(model_name_or_config, centred: bool = False) -> int:
     every phase (47). See the comment block above for the derivation.
     """
     x = model_name_or_config
+    if isinstance(x, MaskNetConfig):
+        x = MaskNet(x)
+    if isinstance(x, str) and getattr(_entry(x)[1], "kind", "seed") == "wave":
+        x = build_model(x)
+    if getattr(x, "kind", "seed") == "wave":  # waveform models: in samples
+        return 2 * x.context_samples + 1
     if isinstance(x, str):
         _entry(x)
     elif not isinstance(x, (nn.Module, SeedUNetConfig)):
@@ -271,8 +281,10 @@ def flops_per_sample(model: nn.Module, input_shape=(1, 112, 112)) -> int:
 
 
 def describe(name: str, config_dict=None) -> str:
-    """Multi-line summary: parameters, receptive field, FLOPs and a 112x112 shape check."""
+    """Multi-line summary: parameters, receptive field, FLOPs and a shape check."""
     model = build_model(name, config_dict)
+    if getattr(model, "kind", "seed") == "wave":
+        return _describe_wave(name, model)
     cin = model.config.in_channels
     x = torch.randn(2, cin, 112, 112, generator=torch.Generator().manual_seed(0))
     model.eval()
@@ -286,6 +298,27 @@ def describe(name: str, config_dict=None) -> str:
             f"  trainable parameters: {count_parameters(model):,}",
             f"  receptive field: {rf} px (centred odd window {rfc} px)",
             f"  FLOPs/sample @1x112x112: {flops_per_sample(model, (cin, 112, 112)):,}",
+            f"  forward {tuple(x.shape)} -> {tuple(y.shape)}: {'ok' if ok else 'SHAPE MISMATCH'}",
+        ]
+    )
+
+
+def _describe_wave(name: str, model: nn.Module) -> str:
+    from .masknet import flops_per_second
+
+    cfg = model.config
+    x = torch.randn(2, cfg.sample_rate, generator=torch.Generator().manual_seed(0))
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+    ok = y.shape == x.shape
+    ctx = model.context_samples
+    return "\n".join(
+        [
+            f"{name}: {model.__class__.__name__} ({cfg.mask} mask, {cfg.n_fft}/{cfg.hop} STFT @ {cfg.sample_rate} Hz)",
+            f"  trainable parameters: {count_parameters(model):,}",
+            f"  receptive field: ±{model.context_frames} frames = ±{ctx} samples ({1000 * ctx / cfg.sample_rate:.0f} ms)",
+            f"  FLOPs per second of audio: {flops_per_second(model):,}",
             f"  forward {tuple(x.shape)} -> {tuple(y.shape)}: {'ok' if ok else 'SHAPE MISMATCH'}",
         ]
     )

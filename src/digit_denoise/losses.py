@@ -1,0 +1,49 @@
+"""Training losses for waveform models: SI-SDR, multi-resolution STFT magnitude, and their sum.
+
+Every loss takes ``(estimate, clean)`` as ``Tensor[B, T]`` and returns a scalar to minimise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+LOSSES = ("sisdr", "mrstft", "sisdr+mrstft")
+RESOLUTIONS = ((256, 64), (512, 128), (1024, 256))  # (n_fft, hop) at 16 kHz: 16, 32, 64 ms frames
+
+
+def neg_si_sdr(est: Tensor, ref: Tensor, eps: float = 1e-8) -> Tensor:
+    """−SI-SDR in dB, averaged over the batch (zero-mean, scale-invariant)."""
+    est = est - est.mean(-1, keepdim=True)
+    ref = ref - ref.mean(-1, keepdim=True)
+    proj = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + eps) * ref
+    noise = est - proj
+    ratio = (proj.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps)
+    return -(10 * torch.log10(ratio)).mean()
+
+
+def _mag(x: Tensor, n_fft: int, hop: int) -> Tensor:
+    win = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
+    spec = torch.stft(x, n_fft, hop, window=win, return_complex=True)
+    return spec.abs().clamp_min(1e-7)
+
+
+def mrstft(est: Tensor, ref: Tensor) -> Tensor:
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1, averaged over resolutions."""
+    total = est.new_zeros(())
+    for n_fft, hop in RESOLUTIONS:
+        e, r = _mag(est, n_fft, hop), _mag(ref, n_fft, hop)
+        sc = torch.linalg.norm(r - e, dim=(-2, -1)) / torch.linalg.norm(r, dim=(-2, -1)).clamp_min(1e-7)
+        total = total + sc.mean() + (e.log() - r.log()).abs().mean()
+    return total / len(RESOLUTIONS)
+
+
+def wave_loss(name: str):
+    """The loss function called ``name`` (one of :data:`LOSSES`)."""
+    if name == "sisdr":
+        return neg_si_sdr
+    if name == "mrstft":
+        return mrstft
+    if name == "sisdr+mrstft":
+        return lambda est, ref: neg_si_sdr(est, ref) / 20 + mrstft(est, ref)
+    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

@@ -1,0 +1,200 @@
+"""MaskNet: a spectral-mask denoiser at native STFT resolution, waveform in, waveform out.
+
+::
+
+    wave[B, T] ──STFT (conv1d, √Hann 512/128 @16 kHz)──► X[B, 257, F] (complex)
+                 log |X|² ─► 1×1 conv 257→C ─► R × residual block ─► 1×1 conv C→257·m ─► mask M
+    Y = M ⊙ X  (magnitude mask: M ∈ [0, 1], noisy phase;  complex mask: |M| < 1 via tanh, phase too)
+    Y ──iSTFT (conv_transpose1d, same window, overlap-add)──► wave[B, T]
+
+    residual block (dilation d):  h + conv1x1(PReLU(conv_k×1,dil d(PReLU(h))))
+
+The analysis/synthesis pair is exact (mask ≡ 1 reconstructs the input to float precision) and is
+made of plain convolutions, so the whole model exports to ONNX and runs on any backend. The
+receptive field is finite (``context_samples``): chunked overlap-add inference equals whole-file
+inference away from chunk edges. All convolutions run over the whole frame sequence at once (big
+GEMMs), which is what makes it fast on one CPU thread.
+
+Pure model code: no file I/O, no printing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import UserError
+
+MASKS = ("magnitude", "complex")
+
+
+@dataclass
+class MaskNetConfig:
+    sample_rate: int = 16000  # the rate the model runs at (audio is resampled to it)
+    n_fft: int = 512  # STFT frame (32 ms at 16 kHz)
+    hop: int = 128  # STFT hop (8 ms)
+    channels: int = 128  # hidden channels of the frame network
+    kernel: int = 3  # temporal kernel of each residual block (odd)
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one residual block per entry
+    mask: str = "magnitude"  # magnitude (noisy phase) or complex (bounded complex ratio mask)
+    floor: float = 1e-8  # added to |X|² before the log
+
+    def __post_init__(self):
+        self.dilations = tuple(int(d) for d in self.dilations)
+        if self.mask not in MASKS:
+            raise ValueError(f"mask {self.mask!r}: choose one of {', '.join(MASKS)}")
+        if self.n_fft % self.hop or self.n_fft // self.hop < 2:
+            raise ValueError(f"n_fft {self.n_fft} must be a multiple (≥ 2) of hop {self.hop}")
+        if self.kernel % 2 != 1 or self.kernel < 1:
+            raise ValueError(f"kernel {self.kernel}: must be odd")
+        if self.channels < 1 or not self.dilations or min(self.dilations) < 1:
+            raise ValueError("channels and dilations must be positive")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["dilations"] = list(self.dilations)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MaskNetConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown MaskNet config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def sqrt_hann(n: int) -> Tensor:
+    return torch.hann_window(n, periodic=True, dtype=torch.float64).sqrt()
+
+
+class STFT(nn.Module):
+    """Exact STFT / iSTFT pair built from conv1d / conv_transpose1d (ONNX-friendly).
+
+    ``analysis(x[B, T]) -> (re, im)`` each ``[B, K, F]`` with ``K = n_fft/2 + 1``;
+    ``synthesis(re, im, T) -> [B, T]``. Padding puts every sample under ``n_fft/hop`` frames, so
+    ``synthesis(*analysis(x), T) == x`` (to float rounding) for any ``T ≥ 0``.
+    """
+
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+        n = torch.arange(n_fft, dtype=torch.float64)[None, :]
+        ang = 2 * math.pi * k * n / n_fft
+        w = sqrt_hann(n_fft)
+        fwd = torch.cat([torch.cos(ang) * w, -torch.sin(ang) * w])  # [2K, N]
+        c = torch.full((n_fft // 2 + 1, 1), 2.0, dtype=torch.float64)
+        c[0] = c[-1] = 1.0
+        ola = (w ** 2).reshape(-1, hop).sum(0)  # Σ_j w²[n + j·hop]: constant for √Hann at hop ≤ n/2
+        if float(ola.max() - ola.min()) > 1e-9:
+            raise ValueError("window does not overlap-add to a constant")
+        inv = torch.cat([c * torch.cos(ang), -c * torch.sin(ang)]) * w / n_fft / float(ola[0])  # [2K, N]
+        self.use_fft = True  # torch.fft while running; the conv form when exporting to ONNX
+        self.ola = float(ola[0])
+        self.register_buffer("window", w.float(), persistent=False)
+        self.register_buffer("fwd", fwd.float()[:, None, :], persistent=False)
+        self.register_buffer("inv", inv.float()[:, None, :], persistent=False)
+
+    def pads(self, t: int) -> tuple[int, int]:
+        left = self.n_fft - self.hop
+        return left, left + (-t) % self.hop
+
+    def _fft_path(self) -> bool:
+        return self.use_fft and not torch.onnx.is_in_onnx_export() and not torch.jit.is_tracing()
+
+    def analysis(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        left, right = self.pads(x.shape[-1])
+        xp = F.pad(x[:, None, :], (left, right))
+        if self._fft_path():  # the same sums by FFT: O(N log N) per frame instead of O(N²)
+            frames = xp[:, 0].unfold(-1, self.n_fft, self.hop) * self.window  # [B, F, N]
+            spec = torch.fft.rfft(frames, dim=-1).transpose(1, 2)  # [B, K, F]
+            return spec.real.contiguous(), spec.imag.contiguous()
+        spec = F.conv1d(xp, self.fwd, stride=self.hop)
+        return spec.chunk(2, dim=1)
+
+    def synthesis(self, re: Tensor, im: Tensor, t: int) -> Tensor:
+        left = self.n_fft - self.hop
+        if self._fft_path():
+            frames = torch.fft.irfft(torch.complex(re, im).transpose(1, 2), n=self.n_fft, dim=-1)  # [B, F, N]
+            frames = frames * (self.window / self.ola)
+            n_frames = frames.shape[1]
+            length = (n_frames - 1) * self.hop + self.n_fft
+            y = F.fold(frames.transpose(1, 2), output_size=(1, length), kernel_size=(1, self.n_fft),
+                       stride=(1, self.hop))[:, 0, 0]
+            return y[:, left:left + t]
+        y = F.conv_transpose1d(torch.cat([re, im], 1), self.inv, stride=self.hop)[:, 0]
+        return y[:, left:left + t]
+
+
+class Block(nn.Module):
+    def __init__(self, c: int, k: int, d: int):
+        super().__init__()
+        self.act1, self.act2 = nn.PReLU(c), nn.PReLU(c)
+        self.conv = nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2)
+        self.mix = nn.Conv1d(c, c, 1)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.mix(self.act2(self.conv(self.act1(h))))
+
+
+class MaskNet(nn.Module):
+    """``forward(wave: Tensor[B, T]) -> Tensor[B, T]`` at ``config.sample_rate``."""
+
+    kind = "wave"
+
+    def __init__(self, config: MaskNetConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or MaskNetConfig()
+        bins = cfg.n_fft // 2 + 1
+        self.stft = STFT(cfg.n_fft, cfg.hop)
+        self.inp = nn.Conv1d(bins, cfg.channels, 1)
+        self.blocks = nn.Sequential(*(Block(cfg.channels, cfg.kernel, d) for d in cfg.dilations))
+        self.out_act = nn.PReLU(cfg.channels)
+        self.out = nn.Conv1d(cfg.channels, bins * (2 if cfg.mask == "complex" else 1), 1)
+
+    @property
+    def context_frames(self) -> int:
+        """Frames of context each side that one output frame sees."""
+        return sum(d * (self.config.kernel - 1) // 2 for d in self.config.dilations)
+
+    @property
+    def context_samples(self) -> int:
+        """Samples each side of an output sample that can influence it."""
+        return (self.context_frames + 1) * self.config.hop + self.config.n_fft
+
+    def mask(self, re: Tensor, im: Tensor) -> tuple[Tensor, Tensor]:
+        """(mask_re, mask_im) ``[B, K, F]`` for a noisy spectrum (mask_im is 0 for magnitude masks)."""
+        feats = torch.log(re * re + im * im + self.config.floor)
+        h = self.blocks(self.inp(feats * 0.1))
+        m = self.out(self.out_act(h))
+        if self.config.mask == "magnitude":
+            return torch.sigmoid(m), torch.zeros_like(re)
+        mr, mi = m.chunk(2, dim=1)
+        mag = torch.sqrt(mr * mr + mi * mi + 1e-12)
+        scale = torch.tanh(mag) / mag
+        return mr * scale, mi * scale
+
+    def forward(self, wave: Tensor) -> Tensor:
+        if wave.dim() != 2:
+            raise UserError(f"MaskNet expects Tensor[batch, samples], got shape {tuple(wave.shape)}")
+        t = wave.shape[-1]
+        re, im = self.stft.analysis(wave)
+        mr, mi = self.mask(re, im)
+        return self.stft.synthesis(re * mr - im * mi, re * mi + im * mr, t)
+
+
+def flops_per_second(model: MaskNet) -> int:
+    """FLOPs (2 × multiply-adds) of the convolutions for one second of audio."""
+    cfg = model.config
+    frames = cfg.sample_rate / cfg.hop
+    bins = cfg.n_fft // 2 + 1
+    c = cfg.channels
+    macs = 2 * bins * cfg.n_fft  # analysis
+    macs += bins * c + len(cfg.dilations) * (c * c * cfg.kernel + c * c) + c * model.out.out_channels
+    macs += 2 * bins * cfg.n_fft  # synthesis
+    return int(2 * macs * frames)

@@ -1,0 +1,217 @@
+"""On-the-fly noisy/clean waveform batches for waveform models (MaskNet & co.).
+
+Clean clips of the manifest's train/val splits are loaded once at the model's rate into one flat
+array (:class:`ClipBank`). Each batch is then made on tensors, with no per-sample Python work:
+
+- a ``segment``-second window per clip (random crop, or the clip at a random offset in silence);
+- augmentation of the clean speech (train only): a random spectral tilt (±6 dB/octave around 1 kHz,
+  a microphone's colouring) and a per-batch speed/pitch factor (0.85–1.15);
+- noise of a random kind per clip: ``white`` / ``pink`` / ``brown``, ``colored`` (1/f^α with
+  α ∈ [−1, 2.5]), ``babble`` (3–7 other clips of the same split summed) or a user noise folder;
+- mixed at an SNR drawn from the range (whole-clip clean power over the clip's own samples, as in
+  :func:`noise.mix_at_snr`), then a random level for the pair (mixture RMS −42…−12 dBFS).
+
+Every batch is a pure function of (seed, epoch, position): a resumed run sees the same data, and
+the validation batches are fixed (seeded once, no augmentation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .audio import load_audio
+from .errors import UserError
+from .manifest import Row
+from .noise import parse_snr
+from .progress import progress
+
+COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+WAVE_NOISE_KINDS = ("white", "pink", "brown", "colored", "babble")
+
+
+def generator(*keys) -> torch.Generator:
+    """A torch generator seeded from any keys (stable across runs and processes)."""
+    h = hashlib.sha256("\x1f".join(map(str, keys)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(h[:8], "little") & ((1 << 63) - 1))
+
+
+class ClipBank:
+    """Many mono clips in one flat ``Tensor[total]`` with ``offsets[N]`` and ``lengths[N]``."""
+
+    def __init__(self, waves: list[np.ndarray], speakers: list[str] | None = None):
+        self.lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
+        self.offsets = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), self.lengths[:-1]]), 0)
+        self.flat = torch.from_numpy(np.concatenate(waves).astype(np.float32)) if waves else torch.zeros(0)
+        names = sorted(set(speakers or []))
+        self.speaker = torch.tensor([names.index(s) for s in speakers] if speakers else [0] * len(waves))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def from_rows(cls, rows: list[Row], sr: int, desc: str) -> "ClipBank":
+        waves = []
+        for r in progress(rows, desc=desc, unit="clip"):
+            x, _ = load_audio(r.clean_path, sr=sr, mono=True)
+            waves.append(np.asarray(x[0], np.float32))
+        return cls(waves, [r.speaker for r in rows])
+
+    @classmethod
+    def from_folder(cls, root: str, sr: int) -> "ClipBank":
+        from .noise import NoiseFolder
+
+        nf = NoiseFolder.load(root, sr)
+        return cls([np.asarray(c, np.float32) for c in nf.clips])
+
+    def windows(self, idx: Tensor, length: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(``Tensor[B, length]`` windows of clips ``idx``, ``Tensor[B]`` samples of speech in each).
+
+        A clip longer than ``length`` is cropped at a random start; a shorter one sits at a random
+        offset with zeros around it.
+        """
+        n = self.lengths[idx]
+        span = (n - length).abs() + 1
+        r = (torch.rand(len(idx), generator=gen) * span).long()
+        start = torch.where(n >= length, r, -r)  # negative: the clip starts later in the window
+        j = start[:, None] + torch.arange(length)[None, :]
+        valid = (j >= 0) & (j < n[:, None])
+        pos = self.offsets[idx][:, None] + j.clamp(min=0).minimum((n[:, None] - 1).clamp(min=0))
+        x = self.flat[pos] * valid
+        return x, valid.sum(1)
+
+    def loops(self, idx: Tensor, length: int, gen: torch.Generator) -> Tensor:
+        """``Tensor[B, length]``: clips ``idx`` looped to ``length`` from a random start (noise)."""
+        n = self.lengths[idx].clamp(min=1)
+        start = (torch.rand(len(idx), generator=gen) * n).long()
+        j = (start[:, None] + torch.arange(length)[None, :]) % n[:, None]
+        return self.flat[self.offsets[idx][:, None] + j]
+
+
+def unit_power(x: Tensor) -> Tensor:
+    return x / x.pow(2).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+
+
+def colored(alpha: Tensor, length: int, sr: int, gen: torch.Generator) -> Tensor:
+    """Unit-power noise ``Tensor[B, length]`` with power spectrum ∝ 1/f^alpha[b] (above 40 Hz)."""
+    w = torch.randn(len(alpha), length, generator=gen)
+    f = torch.fft.rfftfreq(length, 1 / sr).clamp(min=40.0)
+    spec = torch.fft.rfft(w) * (f[None, :] / 1000.0) ** (-alpha[:, None] / 2)
+    return unit_power(torch.fft.irfft(spec, length))
+
+
+def tilt(x: Tensor, db_per_octave: Tensor, sr: int) -> Tensor:
+    """Apply a spectral tilt of ``db_per_octave[b]`` around 1 kHz (limited to ±18 dB)."""
+    f = torch.fft.rfftfreq(x.shape[-1], 1 / sr).clamp(min=60.0)
+    gain_db = (db_per_octave[:, None] * torch.log2(f[None, :] / 1000.0)).clamp(-18, 18)
+    return torch.fft.irfft(torch.fft.rfft(x) * 10 ** (gain_db / 20), x.shape[-1])
+
+
+@dataclass
+class WaveBatchConfig:
+    sample_rate: int = 16000
+    segment: float = 1.0  # seconds per training window
+    snr: tuple[float, float] = (-10.0, 15.0)  # SNR range (dB), uniform
+    kinds: tuple[str, ...] = WAVE_NOISE_KINDS  # noise kinds and/or noise folders
+    augment: bool = True  # tilt + speed on the clean speech
+
+
+def parse_wave_noise(noise: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in noise.split(",") if k.strip())
+    for k in kinds:
+        if k not in WAVE_NOISE_KINDS and not Path(k).is_dir():
+            raise UserError(f"--noise {k!r}: use {', '.join(WAVE_NOISE_KINDS)} or a folder of noise recordings")
+    if not kinds:
+        raise UserError("--noise: give at least one noise kind, e.g. white,pink,babble")
+    return kinds
+
+
+def parse_snr_range(text: str) -> tuple[float, float]:
+    values, rng = parse_snr(text)
+    if rng is not None:
+        return float(rng[0]), float(rng[1])
+    return float(min(values)), float(max(values))
+
+
+def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Generator,
+               noise_banks: dict[str, ClipBank], augment: bool) -> tuple[Tensor, Tensor]:
+    """(noisy, clean) ``Tensor[B, L]`` for clips ``idx`` of ``bank`` (see the module docstring)."""
+    sr, b = cfg.sample_rate, len(idx)
+    length = int(round(cfg.segment * sr))
+    speed = 1.0
+    if augment:
+        speed = float(0.85 + 0.3 * torch.rand((), generator=gen))
+    grab = int(round(length * speed))
+    clean, n_speech = bank.windows(idx, grab, gen)
+    if grab != length:  # play faster/slower: pitch and tempo move together
+        clean = F.interpolate(clean[:, None], size=length, mode="linear", align_corners=False)[:, 0]
+        n_speech = (n_speech.float() * length / grab).long()
+    if augment:
+        clean = tilt(clean, torch.rand(b, generator=gen) * 12 - 6, sr)
+    p_clean = clean.pow(2).sum(-1) / n_speech.clamp(min=1)
+
+    kinds = cfg.kinds
+    choice = torch.randint(len(kinds), (b,), generator=gen)
+    noise = torch.zeros(b, length)
+    for k, kind in enumerate(kinds):
+        sel = (choice == k).nonzero().flatten()
+        if len(sel) == 0:
+            continue
+        if kind in COLORS:
+            part = colored(torch.full((len(sel),), COLORS[kind]), length, sr, gen)
+        elif kind == "colored":
+            part = colored(torch.rand(len(sel), generator=gen) * 3.5 - 1.0, length, sr, gen)
+        elif kind == "babble":
+            part = torch.zeros(len(sel), length)
+            talkers = torch.randint(3, 8, (len(sel),), generator=gen)
+            for t in range(7):
+                src = torch.randint(len(bank), (len(sel),), generator=gen)
+                voice = unit_power(bank.loops(src, length, gen))
+                part += voice * (t < talkers)[:, None]
+            part = unit_power(part)
+        else:
+            nb = noise_banks[kind]
+            part = unit_power(nb.loops(torch.randint(len(nb), (len(sel),), generator=gen), length, gen))
+        noise[sel] = part
+    lo, hi = cfg.snr
+    snr = lo + (hi - lo) * torch.rand(b, generator=gen)
+    noise = noise * (p_clean / 10 ** (snr / 10)).sqrt()[:, None]
+    noisy = clean + noise
+    # a random recording level for the pair, never clipping
+    level = 10 ** ((-42 + 30 * torch.rand(b, generator=gen)) / 20)
+    rms = noisy.pow(2).mean(-1).clamp_min(1e-12).sqrt()
+    gain = level / rms
+    peak = noisy.abs().amax(-1).clamp_min(1e-9)
+    gain = torch.minimum(gain, 0.99 / peak)
+    return noisy * gain[:, None], clean * gain[:, None]
+
+
+class WaveData:
+    """Train/val clip banks of a manifest and the batches a waveform model trains on."""
+
+    def __init__(self, train_rows: list[Row], val_rows: list[Row], cfg: WaveBatchConfig, seed: int,
+                 batch_size: int):
+        self.cfg, self.seed, self.batch_size = cfg, seed, batch_size
+        self.train = ClipBank.from_rows(train_rows, cfg.sample_rate, "load train clips")
+        self.val = ClipBank.from_rows(val_rows, cfg.sample_rate, "load val clips")
+        self.noise_banks = {k: ClipBank.from_folder(k, cfg.sample_rate) for k in cfg.kinds
+                            if k not in WAVE_NOISE_KINDS}
+        self._val: list[tuple[Tensor, Tensor]] | None = None
+
+    def train_batch(self, idx: np.ndarray, epoch: int, pos: int) -> tuple[Tensor, Tensor]:
+        gen = generator("train", self.seed, epoch, pos)
+        return make_batch(self.train, torch.as_tensor(idx), self.cfg, gen, self.noise_banks, self.cfg.augment)
+
+    def val_batches(self) -> list[tuple[Tensor, Tensor]]:
+        if self._val is None:
+            gen = generator("val", self.seed)
+            self._val = [make_batch(self.val, torch.arange(i, min(i + self.batch_size, len(self.val))), self.cfg,
+                                    gen, self.noise_banks, False)
+                         for i in range(0, len(self.val), self.batch_size)]
+        return self._val
