@@ -113,6 +113,65 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
+class Dist:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 when not distributed).
+
+    Every rank builds the same global batch (a pure function of seed, epoch and position) and
+    trains on its slice ``idx[rank::world]``; DistributedDataParallel averages the gradients, so
+    the global batch size and the data are those of one process. Only rank 0 writes files.
+    """
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = device
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+
+    def shard(self, idx: np.ndarray) -> slice:
+        return slice(self.rank, None, self.world) if self.world > 1 else slice(None)
+
+    def total(self, value: float, count: int) -> tuple[float, int]:
+        """(Σ value, Σ count) over ranks."""
+        if self.world == 1:
+            return value, count
+        import torch.distributed as dist
+
+        t = torch.tensor([value, float(count)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t[0]), int(t[1])
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -275,6 +334,30 @@ def _check_same_run(run: Path, cfg: TrainConfig) -> None:
                         "pass --restart to start over or choose another --out")
 
 
+def _prepare_run_folder(cfg: TrainConfig, restart: bool, run: Path, last_dir: Path, best_dir: Path) -> None:
+    """Check, (re)create and describe the run folder (rank 0 only)."""
+    recover(last_dir)
+    recover(best_dir)
+    is_run = (run / "config.json").is_file() or (last_dir / "state.pt").is_file()
+    if run.exists() and any(run.iterdir()) and not is_run:
+        # never delete (or train into) a folder that is not ours, not even with --restart
+        raise UserError(f"{run}: exists and is not a training run; choose another --out")
+    if restart and run.exists():
+        shutil.rmtree(run)
+    resuming = (last_dir / "state.pt").is_file()
+    if resuming:
+        _check_same_run(run, cfg)
+    elif run.exists() and any(run.iterdir()):
+        if (run / "config.json").exists():
+            shutil.rmtree(run)  # a run that died before its first checkpoint: start it again
+        else:
+            raise UserError(f"{run}: exists and is not a training run; choose another --out")
+    run.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run / "config.json") as tmp:
+        tmp.write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
+
+
+
 def train(cfg: TrainConfig, restart: bool = False) -> dict:
     """Train (or resume) a run. Returns a summary dict (steps, best val loss, times, samples/s)."""
     if not cfg.out:
@@ -296,30 +379,23 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
         cfg.manifest = str(Path(cfg.manifest).resolve())  # so `evaluate` finds it from any folder
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    dist = Dist(pick_device(cfg.device))
+    device = dist.device
+    try:
+        return _train(cfg, restart, run, device, dist)
+    finally:
+        dist.close()
+
+
+def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dist: Dist) -> dict:
     last_dir, best_dir = run / "checkpoints" / "last", run / "checkpoints" / "best"
+    if not dist.main:
+        dist.barrier()  # rank 0 prepares the run folder (and fills the feature cache) first
     if run.exists() and not run.is_dir():
         raise UserError(f"{run}: is a file, not a run folder; choose another --out")
-    recover(last_dir)
-    recover(best_dir)
-    is_run = (run / "config.json").is_file() or (last_dir / "state.pt").is_file()
-    if run.exists() and any(run.iterdir()) and not is_run:
-        # never delete (or train into) a folder that is not ours, not even with --restart
-        raise UserError(f"{run}: exists and is not a training run; choose another --out")
-    if restart and run.exists():
-        shutil.rmtree(run)
+    if dist.main:
+        _prepare_run_folder(cfg, restart, run, last_dir, best_dir)
     resuming = (last_dir / "state.pt").is_file()
-    if resuming:
-        _check_same_run(run, cfg)
-    elif run.exists() and any(run.iterdir()):
-        if (run / "config.json").exists():
-            shutil.rmtree(run)  # a run that died before its first checkpoint: start it again
-        else:
-            raise UserError(f"{run}: exists and is not a training run; choose another --out")
-    run.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run / "config.json") as tmp:
-        tmp.write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
-
     seed_everything(cfg.seed)
     mcfg = model_config(cfg.model, cfg.model_config)
     model = build_model(cfg.model, asdict(mcfg) if hasattr(mcfg, "__dataclass_fields__") else mcfg).to(device)
@@ -334,9 +410,12 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
         n, n_val = len(data.train_rows), len(data.val_rows)
         meta = model_meta(cfg.model, asdict(mcfg), {"kind": "seed", **asdict(data.feat)}, data.feat.sample_rate,
                           {"preset": cfg.preset})
+    if dist.main:
+        dist.barrier()  # the other ranks may now read the run folder and the cache
     if n == 0 or n_val == 0:
         raise UserError(f"{cfg.manifest}: needs both train and val rows")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    net = dist.wrap(model)  # what trains (DDP on several ranks); `model` is what is saved
 
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = planned_steps = steps_per_epoch * cfg.epochs  # the schedule spans the planned run
@@ -353,10 +432,12 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
         set_rng_state(state["rng"])
         step, best, elapsed = int(state["step"]), float(state["best_val"]), float(state["elapsed"])
         window_state = state.get("window", [0.0, 0, 0])
-        truncate_history(run, step)
+        if dist.main:
+            truncate_history(run, step)
         say(f"resuming {run} at step {step}/{total_steps}")
     say(f"training {cfg.model} ({count_parameters(model):,} parameters) on {n} clips, "
-        f"{steps_per_epoch} steps/epoch, {total_steps} steps, device {device}")
+        f"{steps_per_epoch} steps/epoch, {total_steps} steps, device {device}"
+        + (f", {dist.world} processes" if dist.world > 1 else ""))
 
     model.train()
     bar = progress(total=total_steps, initial=step, desc="train", unit="step")
@@ -368,18 +449,20 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
         order = epoch_order(n, cfg.seed, epoch)
         idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
         noisy, clean = data.train_batch(idx, epoch, pos)
-        noisy, clean = noisy.to(device), clean.to(device)
+        part = dist.shard(idx)
+        noisy, clean = noisy[part].to(device), clean[part].to(device)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step, planned_steps)
         opt.zero_grad(set_to_none=True)
-        value = loss(model(noisy), clean)
+        value = loss(net(noisy), clean)
         value.backward()
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         opt.step()
         step += 1
         samples += len(idx)
-        lv = value.detach().item()
+        lv, _ = dist.total(value.detach().item() * len(clean), len(clean))
+        lv /= len(idx)
         window += lv * len(idx)
         window_n += len(idx)
         bar.update(1)
@@ -393,28 +476,43 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
                       "samples_per_s": round(samples / max(now - t0, 1e-9), 1)}
             if val < best:
                 best = val
-                save_checkpoint(best_dir, model, {**meta, "step": step, "val_loss": val})
+                if dist.main:
+                    save_checkpoint(best_dir, model, {**meta, "step": step, "val_loss": val})
             state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "best_val": best,
                      "elapsed": elapsed}
-            save_checkpoint(last_dir, model, {**meta, "step": step, "val_loss": val}, state)
-            append_history(run, record)
+            if dist.main:
+                save_checkpoint(last_dir, model, {**meta, "step": step, "val_loss": val}, state)
+                append_history(run, record)
+            dist.barrier()
             bar.write(f"step {step}: train {record['train_loss']:.5f}  val {val:.5f}  "
                       f"({record['samples_per_s']:.0f} samples/s)") if not bar.disable else None
             window, window_n, samples, t0 = 0.0, 0, 0, time.perf_counter()
             last_save = t0
-        elif (cfg.save_every and step % cfg.save_every == 0) or time.perf_counter() - last_save > SAVE_SECONDS:
+        elif (cfg.save_every and step % cfg.save_every == 0) or (
+                dist.world == 1 and time.perf_counter() - last_save > SAVE_SECONDS):
             # a resume point between validations (a killed run loses at most a few minutes)
             now = time.perf_counter()
             state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "best_val": best,
                      "elapsed": elapsed + now - t0, "window": [window, window_n, samples]}
-            save_checkpoint(last_dir, model, {**meta, "step": step}, state)
+            if dist.main:
+                save_checkpoint(last_dir, model, {**meta, "step": step}, state)
+            dist.barrier()
             last_save = now
     bar.close()
     hist = read_history(run)
     summary = {"run": str(run), "steps": step, "best_val_loss": best, "elapsed_s": round(elapsed, 1),
                "samples_per_s": round(step * cfg.batch_size / max(elapsed, 1e-9), 1) if hist else None,
                "parameters": count_parameters(model)}
-    with atomic_path(run / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if dist.main:
+        with atomic_path(run / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     say(f"done: {step} steps, best val loss {best:.5f}, {elapsed:.0f} s → {run}")
     return summary
+
+
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m digit_denoise.train --manifest ... --out ...
+    import sys
+
+    from .cli import main
+
+    raise SystemExit(main(["train", *sys.argv[1:]]))
