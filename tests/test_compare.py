@@ -223,3 +223,19 @@ def test_cli_compare(manifest, tmp_path, capsys):
     rc = main(["compare", "--manifest", str(manifest), "--out", str(out), "--methods", "noisy",
                "--noise", "white", "--snr", "0", "--limit", "1"])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_results_page_is_generated_from_the_report(result, tmp_path):
+    from digit_denoise.results import main
+
+    out = tmp_path / "docs" / "results.md"
+    s, folder = result
+    assert main([str(folder), "-o", str(out)]) == 0
+    text = out.read_text()
+    for c in CONDITIONS:
+        assert f"### {c}" in text
+    summary = json.loads((folder / "summary.json").read_text())
+    wiener = summary["results"]["wiener"]["white@-5dB"]["si_sdr"]["mean"]
+    assert f"| wiener | {wiener:.2f} |" in text
+    assert "oracle-irm (oracle)" in text
+    assert main([str(tmp_path / "nope"), "-o", str(out)]) == 2
