@@ -166,3 +166,19 @@ def test_wave_training_learns_and_resumes_exactly(tmp_path, monkeypatch):
     wa = load_file(str(a / "checkpoints" / "last" / "model.safetensors"))
     wb = load_file(str(b / "checkpoints" / "last" / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_ship_writes_a_half_precision_default_that_loads(tmp_path):
+    from digit_denoise.checkpoint import model_meta, save_checkpoint
+    from digit_denoise.ship import ship
+
+    m = build_model("masknet", TINY).eval()
+    save_checkpoint(tmp_path / "ck", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"}, 16000))
+    path = ship(tmp_path / "ck", tmp_path / "pre", note={"trained_on": "test"})
+    m2, meta = load_model(path)
+    assert meta["weights_dtype"] == "float16" and meta["trained_on"] == "test"
+    assert next(m2.parameters()).dtype == torch.float32
+    x = _x(1, 4000)
+    with torch.no_grad():
+        a, b = m(x), m2(x)
+    assert float((a - b).abs().max()) < 1e-2 * float(a.abs().max())

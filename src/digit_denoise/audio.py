@@ -155,3 +155,33 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int, *, subtype:
         except Exception as e:
             raise UserError(f"{path}: could not write audio ({_short(e)})") from None
     return path
+
+
+def read_blocks(path: str | os.PathLike, block: int = 1 << 16) -> Iterator[np.ndarray]:
+    """Stream ``path`` as float32 blocks ``(channels, ≤ block)`` (bounded memory for any length).
+
+    Read errors (also ones found mid-file) and non-finite samples raise :class:`UserError` naming the
+    file and the time of the bad block. The file is closed when the generator ends or is closed.
+    """
+    path = Path(path)
+    _check_exists(path)
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as e:
+        raise UserError(f"{path}: not a readable audio file ({_short(e)})") from None
+    with f:
+        pos = 0
+        while True:
+            try:
+                data = f.read(block, dtype="float32", always_2d=True)
+            except Exception as e:
+                raise UserError(f"{path}: unreadable audio at {pos / f.samplerate:.2f} s ({_short(e)})") from None
+            if not len(data):
+                return
+            finite = np.isfinite(data).all(axis=1)
+            if not finite.all():
+                at = (pos + int(np.argmin(finite))) / f.samplerate
+                raise UserError(f"{path}: contains NaN or infinite samples (first at {at:.3f} s); "
+                                "repair or re-export the file")
+            pos += len(data)
+            yield np.ascontiguousarray(data.T)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -130,10 +131,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     if name not in available_models():
         raise UserError(f"{js}: unknown model '{name}' (known: {', '.join(available_models())}); "
                         "it may come from a newer digit-denoise")
+    config, features, rate = meta.get("config") or {}, meta.get("features") or {}, meta.get("sample_rate")
+    if not isinstance(config, dict) or not isinstance(features, dict):
+        raise UserError(f"{js}: \"config\" and \"features\" must be JSON objects; the model file is damaged")
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+        raise UserError(f"{js}: invalid sample_rate {rate!r}; the model file is damaged")
     try:
-        model = build_model(name, meta.get("config") or {})
-    except (TypeError, ValueError) as e:
+        model = build_model(name, config)
+    except UserError as e:
+        raise UserError(f"{js}: {e}") from None
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError, RuntimeError, MemoryError) as e:
         raise UserError(f"{js}: model config does not fit model '{name}' ({str(e)[:120]})") from None
+    _check_consistent(js, model, features, rate)
     try:
         tensors = load_file(str(weights))
     except FileNotFoundError:
@@ -144,9 +153,26 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
-        raise UserError(f"{weights}: weights do not match the model in {js.name} "
-                        f"({(first[1] if len(first) > 1 else first[0]).strip()[:140]})") from None
+        detail = re.sub(r"copying a param with shape torch\.Size\((\[.*?\])\) from checkpoint, the shape in "
+                        r"current model is torch\.Size\((\[.*?\])\)", r"the file has \1, the config makes \2",
+                        (first[1] if len(first) > 1 else first[0]).strip())
+        raise UserError(f"{weights}: weights do not match the model in {js.name} ({detail[:160]})") from None
     return model.to(device).eval(), meta
+
+
+def _check_consistent(js: Path, model: torch.nn.Module, features: dict, rate: int) -> None:
+    """The model family, its feature kind and every sample rate named in the file must agree."""
+    kind = getattr(model, "kind", "seed")
+    if features.get("kind", kind) != kind:
+        raise UserError(f"{js}: model '{type(model).__name__}' takes '{kind}' input but the file says features "
+                        f"'{features.get('kind')}'; the model file is damaged or from another version")
+    rates = {"sample_rate": rate, "features.sample_rate": features.get("sample_rate"),
+             "config.sample_rate": getattr(getattr(model, "config", None), "sample_rate", None)}
+    rates = {k: v for k, v in rates.items() if v is not None}
+    if len(set(rates.values())) > 1:
+        said = ", ".join(f"{k} {v}" for k, v in rates.items())
+        raise UserError(f"{js}: the model file names different sample rates ({said}); it was not saved by "
+                        "digit-denoise or was edited; re-export it")
 
 
 # ------------------------------------------------------------------------ training state

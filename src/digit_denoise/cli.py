@@ -229,19 +229,63 @@ def add_evaluate(sub) -> None:
 def cmd_denoise(a) -> int:
     from .denoise import denoise_paths
 
+    if a.threads < 0:
+        raise UserError(f"--threads {a.threads}: must not be negative")
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     return denoise_paths(a.inputs, a.output, model=a.model, phase=a.phase, gl_iters=a.gl_iters,
-                         overwrite=a.overwrite)
+                         overwrite=a.overwrite, fmt=a.format, dry_run=a.dry_run, recursive=a.recursive)
 
 
 def add_denoise(sub) -> None:
-    p = _add(sub, "denoise", "denoise a recording with a trained model", cmd_denoise)
-    p.add_argument("inputs", nargs="+", help="input audio file(s)")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
-    p.add_argument("--model", required=True, help="run folder, checkpoint folder or .safetensors file")
+    from .denoise import FORMATS
+
+    p = _add(sub, "denoise", "denoise recordings: files or folders (recursive, tree kept), any format libsndfile "
+             "reads, any rate, length and channel count; exit 0 all done, 1 some files failed, 2 usage error",
+             cmd_denoise)
+    p.add_argument("inputs", nargs="+", help="input audio files and/or folders")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (one input file) or folder (several inputs, a folder, or a path ending in /)")
+    p.add_argument("--model", default=None,
+                   help="run folder, checkpoint folder or .safetensors file (default %(default)s: the model "
+                        "shipped with this install)")
+    p.add_argument("--format", default=None, choices=list(FORMATS),
+                   help="output format (default %(default)s: the input's format and sample type; FLAC where that "
+                        "cannot be written)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never written)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be done")
+    p.add_argument("--no-recursive", dest="recursive", action="store_false",
+                   help="take only the files directly inside input folders (recursive: %(default)s)")
     p.add_argument("--phase", default="noisy", choices=["noisy", "griffinlim"],
-                   help="phase of the output: the noisy input's (better) or Griffin-Lim's (as the seed)")
-    p.add_argument("--gl-iters", type=int, default=32, help="Griffin-Lim iterations")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+                   help="seed models: phase of the output, the noisy input's (better) or Griffin-Lim's (as the seed)")
+    p.add_argument("--gl-iters", type=int, default=32, help="seed models: Griffin-Lim iterations")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
+
+
+def cmd_export(a) -> int:
+    from .export import export_onnx
+
+    s = export_onnx(a.model, a.output, opset=a.opset, overwrite=a.overwrite)
+    check = ("onnxruntime not installed: not checked" if s["max_abs_diff"] is None
+             else f"onnxruntime matches PyTorch (max |diff| {s['max_abs_diff']:.1e})")
+    rate = f" at {s['sample_rate']} Hz" if s["kind"] == "wave" else ""
+    print(f"wrote {s['path']}: {s['model']}, {s['input']} -> {s['output']}{rate}; {check}")
+    return 0
+
+
+def add_export(sub) -> None:
+    from .export import OPSET
+
+    p = _add(sub, "export", "export a model to ONNX (checked against PyTorch with onnxruntime when installed)",
+             cmd_export)
+    p.add_argument("model", nargs="?", default=None,
+                   help="run folder, checkpoint folder or .safetensors file (default %(default)s: the shipped model)")
+    p.add_argument("--onnx", action="store_true", help="write ONNX (the only export format, so also without --onnx)")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset version")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
 
 def _compare_command(a) -> str:
@@ -295,7 +339,7 @@ def add_compare(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder")
 
 
-_EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise, add_compare]
+_EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise, add_export, add_compare]
 
 
 # --------------------------------------------------------------------------------- main

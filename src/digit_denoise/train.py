@@ -78,8 +78,8 @@ PRESETS: dict[str, dict] = {
     "seed-buggy": dict(model="seed-buggy", loss="mse", lr=2e-4, batch_size=128, epochs=6, val_every=75),
     # A 16 kHz spectral-mask network (waveform in/out), SI-SDR loss, noise of
     # many kinds at -10…15 dB drawn on the fly, augmented speech. Fast on one CPU thread.
-    "fast": dict(model="masknet", model_config={"channels": 96}, loss="sisdr", lr=1e-3, batch_size=32,
-                 epochs=40, val_every=100, schedule="cosine", clip_grad=5.0),
+    "fast": dict(model="masknet", model_config={"channels": 128, "dilations": [1, 2, 4, 8, 16, 1, 2, 4, 8, 16]},
+                 loss="sisdr", lr=1e-3, batch_size=32, epochs=60, val_every=200, schedule="cosine", clip_grad=5.0),
 }
 
 SAVE_SECONDS = 300.0  # wall-clock interval of the extra `last` saves between validations
@@ -336,6 +336,10 @@ def _check_same_run(run: Path, cfg: TrainConfig) -> None:
 
 def _prepare_run_folder(cfg: TrainConfig, restart: bool, run: Path, last_dir: Path, best_dir: Path) -> None:
     """Check, (re)create and describe the run folder (rank 0 only)."""
+    for folder in (run, run / "checkpoints"):  # temp files of a write that was killed
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
     recover(last_dir)
     recover(best_dir)
     is_run = (run / "config.json").is_file() or (last_dir / "state.pt").is_file()
@@ -480,9 +484,9 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
                     save_checkpoint(best_dir, model, {**meta, "step": step, "val_loss": val})
             state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "best_val": best,
                      "elapsed": elapsed}
-            if dist.main:
-                save_checkpoint(last_dir, model, {**meta, "step": step, "val_loss": val}, state)
+            if dist.main:  # history first: a kill before `last` moves on only repeats this record
                 append_history(run, record)
+                save_checkpoint(last_dir, model, {**meta, "step": step, "val_loss": val}, state)
             dist.barrier()
             bar.write(f"step {step}: train {record['train_loss']:.5f}  val {val:.5f}  "
                       f"({record['samples_per_s']:.0f} samples/s)") if not bar.disable else None

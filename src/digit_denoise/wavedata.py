@@ -9,7 +9,9 @@ array (:class:`ClipBank`). Each batch is then made on tensors, with no per-sampl
 - noise of a random kind per clip: ``white`` / ``pink`` / ``brown``, ``colored`` (1/f^α with
   α ∈ [−1, 2.5]), ``babble`` (3–7 other clips of the same split summed) or a user noise folder;
 - mixed at an SNR drawn from the range (whole-clip clean power over the clip's own samples, as in
-  :func:`noise.mix_at_snr`), then a random level for the pair (mixture RMS −42…−12 dBFS).
+  :func:`noise.mix_at_snr`); half the pairs (train only) then band-limited to 3.4 / 4 / 5.5 / 8 kHz
+  as if recorded at a lower rate (noise included: a phone recording's noise stops at its band edge);
+  last a random level for the pair (mixture RMS −42…−12 dBFS).
 
 Every batch is a pure function of (seed, epoch, position): a resumed run sees the same data, and
 the validation batches are fixed (seeded once, no augmentation).
@@ -106,6 +108,16 @@ def colored(alpha: Tensor, length: int, sr: int, gen: torch.Generator) -> Tensor
     return unit_power(torch.fft.irfft(spec, length))
 
 
+def lowpass(x: Tensor, cutoff: Tensor, sr: int) -> Tensor:
+    """Brick-wall low-pass of each row at ``cutoff[b]`` Hz (≥ sr/2: unchanged)."""
+    f = torch.fft.rfftfreq(x.shape[-1], 1 / sr)
+    keep = (f[None, :] <= cutoff[:, None]).to(x.dtype)
+    return torch.fft.irfft(torch.fft.rfft(x) * keep, x.shape[-1])
+
+
+BANDWIDTHS = (3400.0, 4000.0, 5500.0, 8000.0)  # telephone, 8 kHz, 11 kHz and 16 kHz recordings
+
+
 def tilt(x: Tensor, db_per_octave: Tensor, sr: int) -> Tensor:
     """Apply a spectral tilt of ``db_per_octave[b]`` around 1 kHz (limited to ±18 dB)."""
     f = torch.fft.rfftfreq(x.shape[-1], 1 / sr).clamp(min=60.0)
@@ -183,6 +195,10 @@ def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Gen
     snr = lo + (hi - lo) * torch.rand(b, generator=gen)
     noise = noise * (p_clean / 10 ** (snr / 10)).sqrt()[:, None]
     noisy = clean + noise
+    if augment:  # half the pairs as if recorded at a lower rate: noise and speech both band-limited
+        bw = torch.tensor(BANDWIDTHS)[torch.randint(len(BANDWIDTHS), (b,), generator=gen)]
+        bw = torch.where(torch.rand(b, generator=gen) < 0.5, bw, torch.full((b,), sr / 2))
+        noisy, clean = lowpass(noisy, bw, sr), lowpass(clean, bw, sr)
     # a random recording level for the pair, never clipping
     level = 10 ** ((-42 + 30 * torch.rand(b, generator=gen)) / 20)
     rms = noisy.pow(2).mean(-1).clamp_min(1e-12).sqrt()

@@ -1,0 +1,61 @@
+"""Package a trained run as the shipped default model: ``python -m digit_denoise.ship RUN``.
+
+Writes ``src/digit_denoise/pretrained/default.safetensors`` (weights stored as float16, loaded back
+into float32: half the size, no audible change) and ``default.json`` (the run's model.json plus
+provenance: the training command, data and licence). Loading it never executes code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .audio import atomic_path
+from .checkpoint import FORMAT, load_model, resolve
+
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+
+
+def ship(run: str | Path, out_dir: str | Path = PRETRAINED, name: str = "default", note: dict | None = None) -> Path:
+    model, meta = load_model(run)
+    weights, _ = resolve(run)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    cfg_path = Path(run) / "config.json"
+    train_cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    meta = {**meta, "weights_dtype": "float16", "source_checkpoint": str(weights.parent.name),
+            "training": {k: train_cfg.get(k) for k in ("preset", "model", "model_config", "loss", "lr", "batch_size",
+                                                       "epochs", "seed", "noise", "snr", "segment", "augment")},
+            **(note or {})}
+    with atomic_path(out_dir / f"{name}.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    with atomic_path(out_dir / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for suffix in (".safetensors", ".json"):  # package data: readable by everyone
+        (out_dir / f"{name}{suffix}").chmod(0o644)
+    return out_dir / f"{name}.safetensors"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m digit_denoise.ship", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", help="run folder (its checkpoints/best) or checkpoint folder")
+    ap.add_argument("--out", default=str(PRETRAINED), help="folder to write default.safetensors/.json into")
+    ap.add_argument("--data", default="", help="what it was trained on (recorded in the JSON)")
+    ap.add_argument("--licence", default="", help="licence/attribution of the training data (recorded in the JSON)")
+    a = ap.parse_args(argv)
+    note = {k: v for k, v in (("trained_on", a.data), ("data_licence", a.licence)) if v}
+    path = ship(a.run, a.out, note=note)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json').name}")
+    with torch.no_grad():
+        load_model(path)  # it loads back
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
