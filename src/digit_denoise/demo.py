@@ -26,29 +26,39 @@ def run_demo(out: str | Path, speakers: int = 12, takes: int = 4, steps: int = 4
     out = Path(out)
     t0 = time.perf_counter()
     corpus = out / "corpus"
-    print(f"[1/5] synthetic corpus: {speakers} speakers × 10 digits × {takes} takes → {corpus}", flush=True)
+    print(f"[1/6] synthetic corpus: {speakers} speakers × 10 digits × {takes} takes → {corpus}", flush=True)
     if not (corpus / "audioMNIST_meta.txt").is_file():
         synthesize_corpus(corpus, speakers=speakers, takes=takes, seed=seed)
     manifest = out / "manifest.csv"
-    print("[2/5] manifest: 3 test speakers held out, noise white/pink/babble at -8 dB", flush=True)
+    print("[2/6] manifest: 3 test speakers held out, noise white/pink/babble at -8 dB", flush=True)
     rows = prepare(corpus, manifest, layout="audiomnist", test_speakers="3", val_fraction=0.2, seed=seed,
                    noise=NoiseConfig.parse("white,pink,babble", "-8"), overwrite=True)
     print(summary_table(rows), flush=True)
     noisy_dir = out / "noisy-test"
     if not (noisy_dir / "manifest.csv").exists():
         mix_to_disk(select(rows, "test", 6), noisy_dir, all_rows=rows)
-    print(f"[3/5] training the seed U-Net for {steps} steps (batch 32)", flush=True)
+    print(f"[3/6] training the seed U-Net for {steps} steps (batch 32)", flush=True)
     run = out / "runs" / "seed"
     cfg = resolve_config("seed", manifest=str(manifest), out=str(run), max_steps=steps, batch_size=32,
                          val_every=10, seed=seed)
     s = train(cfg)
-    print("[4/5] evaluating on the test speakers", flush=True)
+    print("[4/6] evaluating on the test speakers", flush=True)
     ev = evaluate(run, "test", n_examples=3)
-    print("[5/5] denoising the noisy test clips written to disk", flush=True)
+    print("[5/6] denoising the noisy test clips written to disk", flush=True)
     from .denoise import denoise_paths
 
     noisy_files = [r.noisy_path for r in load_manifest(noisy_dir / "manifest.csv")]
     denoise_paths(noisy_files, str(out / "denoised"), model=str(run), overwrite=True)
+    from .enhance import default_model_path
+
+    default = default_model_path()
+    print("[6/6] the shipped default model: denoise the same clips, then compare everything on 12 test clips "
+          "(white and babble noise at -8 dB, SI-SDR / PESQ / STOI)", flush=True)
+    denoise_paths(noisy_files, str(out / "denoised-default"), model=str(default), overwrite=True)
+    from .compare import compare
+
+    cmp = compare(manifest, out / "compare", split="test", methods=["noisy", "wiener", "oracle-irm", str(run),
+                  str(default)], noise="white,babble", snr="-8", seed=seed, limit=12, overwrite=True, examples=2)
     minutes = (time.perf_counter() - t0) / 60
     print()
     print(f"Test MSE on the 112×112 seed representation ({ev['n_clips']} clips of unseen speakers):")
@@ -59,7 +69,11 @@ def run_demo(out: str | Path, speakers: int = 12, takes: int = 4, steps: int = 4
     print(f"noisy clips:  {noisy_dir}")
     print(f"run:          {run}  (loss.png, history.csv, checkpoints/)")
     print(f"evaluation:   {ev['folder']}  (summary.json, per_clip.csv, mse_per_*.png, figures/, audio/)")
-    print(f"denoised:     {out / 'denoised'}")
+    print(f"denoised:     {out / 'denoised'} (seed run), {out / 'denoised-default'} (shipped default)")
+    print()
+    print("Speech metrics on the same test clips (the seed run trained for only a few steps):")
+    print(cmp["table"])
+    print(f"comparison:   {out / 'compare' / 'report.html'}")
     print(f"done in {minutes:.1f} min; training {s['elapsed_s']:.0f} s at {s['samples_per_s']} samples/s")
     return {"train": s, "evaluate": ev}
 
