@@ -217,10 +217,11 @@ def bench_memory(minutes: float) -> dict:
             for _ in range(int(minutes * 60 / 10)):
                 f.write((0.05 * rng.standard_normal(sr * 10)).astype(np.float32))
         code = ("import resource,sys; from digit_denoise.cli import main; rc=main(sys.argv[1:]); "
-                "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+                "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-c", code, "denoise", str(src), "-o", str(Path(d) / "out.wav")],
-                           capture_output=True, text=True, env={**os.environ, "DIGIT_DENOISE_QUIET": "1"})
+        p = subprocess.run([sys.executable, "-c", code, "denoise", str(src), "-o", str(Path(d) / "out.wav"),
+                            "--threads", "1"], capture_output=True, text=True,
+                           env={**os.environ, "DIGIT_DENOISE_QUIET": "1"})
         wall = time.perf_counter() - t
         rss = [int(line.split()[1]) for line in p.stdout.splitlines() if line.startswith("RSS")]
         if p.returncode != 0 or not rss:
