@@ -163,3 +163,33 @@ def test_feature_cache_follows_file_changes(tmp_path, manifest):
     _CACHE._items.clear()
     b = np.asarray(cached_seed_images(rows, feat, pool=pool))
     assert not np.allclose(a[0], b[0]) and np.array_equal(a[1:], b[1:])
+
+
+def test_channels_last_and_bf16_train_like_fp32(tmp_path, manifest):
+    """Speed options change the memory layout / arithmetic, not what is learned (beyond rounding)."""
+    runs = {}
+    for name, kw in {"plain": {}, "cl": dict(channels_last=True), "bf16": dict(precision="bf16")}.items():
+        train(train_cfg(manifest, tmp_path / name, max_steps=8, **kw))
+        runs[name] = [r["val_loss"] for r in read_history(tmp_path / name)]
+        assert json.loads((tmp_path / name / "config.json").read_text())["precision"] == kw.get("precision", "auto")
+    # Gradients agree to ~1e-3 (fp32 layouts) or ~1e-2 (bf16), but Adam turns the rounding noise of the
+    # ~0 gradients of conv biases before BatchNorm into full-size steps, so runs drift apart a little.
+    for name, tol in (("cl", 0.1), ("bf16", 0.25)):
+        assert runs[name] == pytest.approx(runs["plain"], rel=tol), name
+        assert runs[name][-1] < runs[name][0]
+
+
+def test_compile_option_trains(tmp_path, manifest):
+    pytest.importorskip("torch._dynamo")
+    s = train(train_cfg(manifest, tmp_path / "c", max_steps=4, compile=True))
+    plain = train(train_cfg(manifest, tmp_path / "p", max_steps=4))
+    assert s["best_val_loss"] == pytest.approx(plain["best_val_loss"], rel=0.1)
+
+
+def test_bad_precision_and_merged_manifests_for_seed_models(tmp_path, manifest):
+    with pytest.raises(UserError, match="--precision"):
+        train(train_cfg(manifest, tmp_path / "r", precision="fp8"))
+    with pytest.raises(UserError, match="one manifest"):
+        train(train_cfg(f"{manifest},{manifest}", tmp_path / "r2"))
+    with pytest.raises(UserError, match="nope.csv: manifest not found"):
+        train(train_cfg(f"{manifest},{tmp_path / 'nope.csv'}", tmp_path / "r3"))

@@ -12,6 +12,7 @@ import sys
 
 from . import __version__
 from .errors import UserError
+from .runtime import tune_malloc
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -146,7 +147,11 @@ def cmd_train(a) -> int:
 
     overrides = {k: getattr(a, k) for k in ("manifest", "out", "lr", "batch_size", "epochs", "max_steps",
                                             "val_every", "save_every", "limit", "val_limit", "seed", "threads", "device",
-                                            "model", "loss", "schedule", "clip_grad", "noise", "snr", "segment")}
+                                            "model", "loss", "schedule", "clip_grad", "noise", "snr", "segment", "precision")}
+    if a.compile:
+        overrides["compile"] = True
+    if a.channels_last:
+        overrides["channels_last"] = True
     if a.no_augment:
         overrides["augment"] = False
     if a.fresh_noise:
@@ -169,7 +174,9 @@ def add_train(sub) -> None:
     from .train import PRESETS
 
     p = _add(sub, "train", "train a denoiser on a manifest (resumes when rerun; --restart starts over)", cmd_train)
-    p.add_argument("--manifest", required=True, help="manifest CSV from 'data prepare'")
+    p.add_argument("--manifest", required=True,
+                   help="manifest CSV from 'data prepare'; waveform models also take a comma list (a.csv,b.csv) "
+                        "and train on the union of their train/val rows")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/seed")
     p.add_argument("--preset", default="seed", choices=list(PRESETS),
                    help="seed: the published recipe done right; seed-buggy: its bug reproduced (comparison only); "
@@ -193,6 +200,10 @@ def add_train(sub) -> None:
     p.add_argument("--schedule", default=None, choices=["constant", "cosine"],
                    help="learning-rate schedule (seed: constant; fast: cosine)")
     p.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm (0 = off; fast: 5)")
+    p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 autocast on a CUDA GPU that supports it, else fp32 (default: auto)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (off by default; see make bench)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (2-D seed models)")
     p.add_argument("--noise", default=None,
                    help="waveform models: noise kinds drawn on the fly, from white,pink,brown,colored,babble "
                         "and/or folders of noise recordings (default: all five kinds)")
@@ -358,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    tune_malloc()  # keep freed tensor memory in the heap: faster CPU torch (see runtime.py)
     try:
         return int(args.func(args) or 0)
     except UserError as e:

@@ -121,7 +121,10 @@ def _fill_chunk(idx: list[int], pairs=None) -> tuple[list[int], np.ndarray, dict
     return idx, imgs, stats
 
 
-def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, batch: int = 128,
+FILL_BATCH_CPU = 16  # clips per batched feature call on CPU (measured: 16 is ~2.5× faster per clip than 128)
+
+
+def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, batch: int | None = None,
                 noise: NoiseConfig | None = None, epoch: int | None = None,
                 device: str | torch.device = "cpu", desc: str = "features",
                 workers: int | None = None, prefetch: bool = True) -> tuple[np.ndarray, dict]:
@@ -130,12 +133,15 @@ def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, b
     ``array[:, 0]`` is clean, ``array[:, 1]`` noisy. ``stats`` holds per-clip inversion values of the
     noisy images (frames, db_min, db_max, ref_power) as numpy arrays.
 
-    Rows are processed ``batch`` at a time in order of duration (so a batch pads to a similar
+    Rows are processed ``batch`` at a time (default: :data:`FILL_BATCH_CPU` on CPU, where small
+    batches stay in cache, 128 on an accelerator) in order of duration (so a batch pads to a similar
     length: about half the STFT work of input order on FSDD), one batched torch call per side,
     and written back in the rows' order. ``workers`` > 0 fills with that many single-thread
     processes (default: ``$DIGIT_DENOISE_FEATURE_WORKERS`` or 0 = this process, torch threads).
     """
     n = len(rows)
+    if batch is None:
+        batch = FILL_BATCH_CPU if torch.device(device).type == "cpu" else 128
     out = np.zeros((n, 2, *feat.size), np.float32)
     stats: dict[str, np.ndarray] = {}
     order = sorted(range(n), key=lambda i: (float(rows[i].duration or 0.0), i))

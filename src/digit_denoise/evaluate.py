@@ -52,7 +52,7 @@ def _run_manifest(run: Path, manifest: str | None) -> str:
     cfg = run / "config.json"
     if not cfg.is_file():
         raise UserError(f"{run}: not a training run (no config.json); pass a run folder made by 'digit-denoise train'")
-    return json.loads(cfg.read_text(encoding="utf-8"))["manifest"]
+    return json.loads(cfg.read_text(encoding="utf-8"))["manifest"].split(",")[0]  # the first of a merged list
 
 
 def group_means(rows: list[dict], key: str) -> dict[str, dict[str, float]]:

@@ -205,6 +205,24 @@ def area_resize(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
 # forward
 
 
+MEL_GROUPS = 16  # blocks of consecutive mel filters in SeedFeatures.mel_power
+
+
+@lru_cache(maxsize=8)
+def _mel_blocks(cfg: "SeedFeatureConfig") -> tuple[tuple[int, int, int, int], ...]:
+    """``(m0, m1, k0, k1)``: mels ``m0:m1`` are zero outside FFT bins ``k0:k1``."""
+    fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
+    blocks = []
+    for g in range(MEL_GROUPS):
+        m0, m1 = g * cfg.n_mels // MEL_GROUPS, (g + 1) * cfg.n_mels // MEL_GROUPS
+        if m1 <= m0:
+            continue
+        nz = (fb[m0:m1] != 0).any(dim=0).nonzero().flatten()
+        k0, k1 = (int(nz[0]), int(nz[-1]) + 1) if len(nz) else (0, 1)
+        blocks.append((m0, m1, k0, k1))
+    return tuple(blocks)
+
+
 class SeedFeatures(torch.nn.Module):
     """Batched seed features: ``wave Tensor[B, T] @ cfg.sample_rate -> Tensor[B, 1, 112, 112]``.
 
@@ -221,13 +239,23 @@ class SeedFeatures(torch.nn.Module):
                              persistent=False)
 
     def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
-        """``Tensor[B, T] -> Tensor[B, n_mels, 1 + T // hop]`` mel power (librosa melspectrogram)."""
+        """``Tensor[B, T] -> Tensor[B, n_mels, 1 + T // hop]`` mel power (librosa melspectrogram).
+
+        The mel filters are triangles over a few contiguous FFT bins, so the filterbank is applied
+        as :data:`MEL_GROUPS` dense blocks (consecutive mels × the bins they touch) on the
+        frame-major power ``[B, F, K]``: ~8× fewer FLOPs than the dense ``[M, K]`` product and
+        no strided pass over the complex spectrum.
+        """
         c = self.cfg
         spec = torch.stft(wave, c.n_fft, hop_length=c.hop, win_length=c.n_fft,
                           window=self.window.to(wave.dtype), center=True, pad_mode="constant",
                           return_complex=True)
-        power = spec.real.square() + spec.imag.square()
-        return self.mel_fb.to(power.dtype) @ power
+        # [B, F, K] complex is the FFT's own (contiguous) layout; as reals [B, F, 2K] (re, im, re, ...)
+        # squared, and each filter weight repeated for re² and im², one product sums |X|² per mel
+        sq = torch.view_as_real(spec.transpose(1, 2)).square().flatten(-2)
+        fb = self.mel_fb.to(sq.dtype).repeat_interleave(2, dim=1)  # [M, 2K]
+        mel = [sq[..., 2 * k0:2 * k1] @ fb[m0:m1, 2 * k0:2 * k1].T for m0, m1, k0, k1 in _mel_blocks(self.cfg)]
+        return torch.cat(mel, dim=-1).transpose(1, 2)  # [B, F, M] -> [B, M, F]
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

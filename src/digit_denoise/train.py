@@ -44,7 +44,7 @@ from .progress import progress, say
 class TrainConfig:
     """Everything that defines a training run (saved as config.json in the run folder)."""
 
-    manifest: str = ""  # manifest CSV from `data prepare`
+    manifest: str = ""  # manifest CSV from `data prepare` (waveform models: a comma list is merged)
     out: str = ""  # run folder
     preset: str = "seed"  # a name from PRESETS; explicit options override it
     model: str = "seed"  # model family (see digit_denoise.models)
@@ -69,6 +69,10 @@ class TrainConfig:
     snr: str = "-10:15"  # SNR range (dB) of the training mixtures
     segment: float = 1.0  # seconds per training window
     augment: bool = True  # spectral tilt + speed/pitch on the clean speech
+    # speed (see `make bench`; none changes what is learned beyond float rounding):
+    precision: str = "auto"  # auto (bf16 autocast on a CUDA GPU that has it, else fp32), fp32 or bf16
+    compile: bool = False  # torch.compile the model (slow first steps; measured in `make bench`)
+    channels_last: bool = False  # channels-last memory format (2-D models: seed U-Net)
 
 
 PRESETS: dict[str, dict] = {
@@ -85,7 +89,28 @@ PRESETS: dict[str, dict] = {
 SAVE_SECONDS = 300.0  # wall-clock interval of the extra `last` saves between validations
 
 # Options that may change when a run is resumed (they do not change what a step computes).
-RESUMABLE_CHANGES = {"epochs", "max_steps", "val_every", "save_every", "threads", "device", "out", "manifest"}
+RESUMABLE_CHANGES = {"epochs", "max_steps", "val_every", "save_every", "threads", "device", "out", "manifest",
+                     "compile", "channels_last", "precision"}
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def manifest_paths(manifest: str) -> list[str]:
+    """``a.csv`` or ``a.csv,b.csv`` → the manifest paths (waveform models train on their union)."""
+    return [p.strip() for p in str(manifest).split(",") if p.strip()]
+
+
+def load_rows(manifest: str) -> list:
+    """All rows of one or several manifests (see :func:`manifest_paths`)."""
+    return [r for p in manifest_paths(manifest) for r in load_manifest(p)]
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None: plain fp32)."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def resolve_config(preset: str, **overrides) -> TrainConfig:
@@ -183,6 +208,9 @@ class SeedData:
     """Clean/noisy seed images for the train and val splits (cached; fresh noise optional)."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
+        if len(manifest_paths(cfg.manifest)) != 1:
+            raise UserError(f"--manifest {cfg.manifest}: seed models train on one manifest; merge corpora "
+                            "with waveform models only")
         rows = load_manifest(cfg.manifest)
         self.feat = SeedFeatureConfig()
         self.pool = BabblePool(rows)
@@ -222,7 +250,7 @@ def make_wave_data(cfg: TrainConfig, sample_rate: int):
     """:class:`wavedata.WaveData` for a waveform model (clips loaded at the model's rate)."""
     from .wavedata import WaveBatchConfig, WaveData, parse_snr_range, parse_wave_noise
 
-    rows = load_manifest(cfg.manifest)
+    rows = load_rows(cfg.manifest)
     bcfg = WaveBatchConfig(sample_rate=sample_rate, segment=cfg.segment, snr=parse_snr_range(cfg.snr),
                            kinds=parse_wave_noise(cfg.noise), augment=cfg.augment)
     data = WaveData(select(rows, "train", cfg.limit or None), select(rows, "val", cfg.val_limit or None), bcfg,
@@ -379,8 +407,13 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise UserError(f"--lr {cfg.lr}: must be a positive number, e.g. 2e-4")
     run = Path(cfg.out)
-    if cfg.manifest and Path(cfg.manifest).is_file():
-        cfg.manifest = str(Path(cfg.manifest).resolve())  # so `evaluate` finds it from any folder
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"--precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    for m in manifest_paths(cfg.manifest):
+        if not Path(m).is_file():
+            raise UserError(f"{m}: manifest not found; make one with 'digit-denoise data prepare'")
+    # absolute paths, so `evaluate` finds them from any folder (it uses the first manifest's test split)
+    cfg.manifest = ",".join(str(Path(m).resolve()) for m in manifest_paths(cfg.manifest))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dist = Dist(pick_device(cfg.device))
@@ -419,7 +452,12 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
     if n == 0 or n_val == 0:
         raise UserError(f"{cfg.manifest}: needs both train and val rows")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.channels_last and not wave:
+        model = model.to(memory_format=torch.channels_last)
     net = dist.wrap(model)  # what trains (DDP on several ranks); `model` is what is saved
+    if cfg.compile:
+        net = torch.compile(net)
+    amp = autocast_dtype(cfg.precision, device)
 
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = planned_steps = steps_per_epoch * cfg.epochs  # the schedule spans the planned run
@@ -458,7 +496,11 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step, planned_steps)
         opt.zero_grad(set_to_none=True)
-        value = loss(net(noisy), clean)
+        if cfg.channels_last and not wave:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            pred = net(noisy)
+        value = loss(pred.float(), clean)
         value.backward()
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
