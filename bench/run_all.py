@@ -4,6 +4,8 @@
    torch path (:class:`features.SeedFeatures`, 128 clips per call);
 2. seed U-Net training: samples/s and GFLOP/s with a naive loop that preprocesses every sample
    with librosa + OpenCV each step (as the notebook did) vs cached batched features;
+   2b. CPU runtime settings (glibc malloc tuning, torch.compile, bf16 autocast, channels_last),
+   each variant in its own process;
 3. inference real-time factor (one CPU thread) per model vs noisereduce (and RNNoise / DFN3 when
    installed);
 4. peak RSS of denoising a long file with the streaming CLI.
@@ -168,6 +170,81 @@ def bench_training(steps: int, batch: int) -> dict:
     return r
 
 
+RUNTIME_SNIPPET = r"""
+import json, sys, time, torch
+cfg = json.loads(sys.argv[1])
+if cfg["malloc"]:
+    from digit_denoise.runtime import tune_malloc
+    assert tune_malloc()
+torch.manual_seed(0)
+from digit_denoise.models import build_model, flops_per_sample
+from digit_denoise.models.masknet import flops_per_second
+if cfg["model"] == "fast":
+    from digit_denoise.train import PRESETS
+    model = build_model("masknet", PRESETS["fast"]["model_config"])
+    x, y = torch.randn(cfg["batch"], 16000), torch.randn(cfg["batch"], 16000)
+    flops = 3 * flops_per_second(model)  # one 1-s sample, forward + backward
+else:
+    model = build_model("seed")
+    x, y = torch.rand(cfg["batch"], 1, 112, 112), torch.rand(cfg["batch"], 1, 112, 112)
+    flops = 3 * flops_per_sample(model)
+    if cfg["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+net = torch.compile(model) if cfg["compile"] else model
+opt = torch.optim.Adam(model.parameters(), 1e-4)
+def step():
+    opt.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg["bf16"]):
+        out = net(x)
+    torch.nn.functional.mse_loss(out.float(), y).backward()
+    opt.step()
+t = time.perf_counter()
+for _ in range(cfg["warmup"]):
+    step()
+warm = time.perf_counter() - t
+t = time.perf_counter()
+for _ in range(cfg["steps"]):
+    step()
+dt = time.perf_counter() - t
+n = cfg["steps"] * cfg["batch"]
+print(json.dumps({"samples_per_s": n / dt, "gflops": n * flops / dt / 1e9, "warmup_s": warm}))
+"""
+
+
+def bench_runtime(steps: int) -> dict:
+    """Training throughput under CPU runtime settings, each variant in its own process (same threads)."""
+    base = dict(malloc=True, compile=False, bf16=False, channels_last=False, warmup=2, steps=steps)
+    fast, seed = dict(model="fast", batch=32), dict(model="seed", batch=8)
+    variants = [
+        ("fast MaskNet, glibc malloc defaults", {**fast, "malloc": False}),
+        ("fast MaskNet, malloc tuned (the CLI's default)", fast),
+        ("fast MaskNet, malloc tuned + torch.compile", {**fast, "compile": True, "warmup": 3}),
+        ("fast MaskNet, malloc tuned + bf16 autocast", {**fast, "bf16": True}),
+        ("seed U-Net, glibc malloc defaults", {**seed, "malloc": False}),
+        ("seed U-Net, malloc tuned", seed),
+        ("seed U-Net, malloc tuned + channels_last", {**seed, "channels_last": True}),
+    ]
+    out, rows, ref = {}, [], {}
+    env = {**os.environ, "DIGIT_DENOISE_MALLOC": "default"}  # the snippet tunes malloc itself when asked
+    for name, v in variants:
+        cfg = {**base, **v}
+        p = subprocess.run([sys.executable, "-c", RUNTIME_SNIPPET, json.dumps(cfg)], capture_output=True, text=True,
+                           env={**env, "DIGIT_DENOISE_MALLOC": ""} if cfg["malloc"] else env, timeout=900)
+        if p.returncode != 0:
+            rows.append((name, "failed: " + (p.stderr.strip().splitlines() or ["?"])[-1][:60], "", "", ""))
+            continue
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        ref.setdefault(cfg["model"], r["samples_per_s"])
+        r["vs_first"] = r["samples_per_s"] / ref[cfg["model"]]
+        out[name] = r
+        rows.append((name, f"{r['samples_per_s']:.1f}", f"{r['gflops']:.1f}", f"{r['vs_first']:.2f}×",
+                     f"{r['warmup_s']:.1f} s"))
+    table(f"2b. CPU runtime settings: training samples/s ({torch.get_num_threads()} threads; fast: batch 32 × 1 s, "
+          "seed: batch 8)", rows, ("variant", "samples/s", "GFLOP/s", "speed", "warm-up"))
+    return out
+
+
 def bench_inference(seconds: float) -> dict:
     from digit_denoise import peers
     from digit_denoise.enhance import Denoiser
@@ -248,11 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a minute or two)")
     a = ap.parse_args(argv)
     os.environ.setdefault("DIGIT_DENOISE_QUIET", "1")
+    from digit_denoise.runtime import tune_malloc
+
+    tune_malloc()  # as the CLI does: both sides of each in-process comparison run with it
     q = a.quick
     print(f"digit-denoise benchmarks on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
     results = {"features": bench_features(64 if q else 256),
                "training": bench_training(2 if q else 4, 16 if q else 32),
+               "runtime": bench_runtime(2 if q else 4),
                "inference": bench_inference(10.0 if q else 30.0),
                "memory": bench_memory(5.0 if q else 60.0)}
     RESULTS.mkdir(parents=True, exist_ok=True)

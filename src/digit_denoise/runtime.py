@@ -3,8 +3,8 @@
 glibc's malloc hands big blocks (≥ 128 KiB at first) back to the kernel when they are freed and
 gets fresh zeroed pages from it on the next allocation, so every large tensor a CPU forward or
 backward pass creates pays page faults again. Keeping freed memory in the heap
-(:func:`tune_malloc`) measured 1.3–1.6× faster training steps here and up to 7× faster on
-elementwise ops (``make bench``, case 2b). The price: the process keeps its peak heap instead of
+(:func:`tune_malloc`) measured 1.05–1.2× faster training steps on this 2-core machine and up to
+7× faster large elementwise ops (``make bench``, case 2b). The price: the process keeps its peak heap instead of
 returning it, which the long-file memory test still bounds (< 1 GiB for 1 h of audio).
 """
 
