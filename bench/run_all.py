@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -301,8 +300,9 @@ def bench_memory(minutes: float) -> dict:
             rng = np.random.default_rng(4)
             for _ in range(int(minutes * 60 / 10)):
                 f.write((0.05 * rng.standard_normal(sr * 10)).astype(np.float32))
-        code = ("import resource,sys; from digit_denoise.cli import main; rc=main(sys.argv[1:]); "
-                "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+        code = ("import sys; from digit_denoise.cli import main; rc=main(sys.argv[1:]); "
+                "print('RSS', next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]); "
+                "sys.exit(rc)")  # VmHWM: this process's peak; ru_maxrss would include the forking parent's
         t = time.perf_counter()
         p = subprocess.run([sys.executable, "-c", code, "denoise", str(src), "-o", str(Path(d) / "out.wav"),
                             "--threads", "1"], capture_output=True, text=True,
