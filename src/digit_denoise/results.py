@@ -25,8 +25,19 @@ def _f(v, spec: str) -> str:
     return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "—"
 
 
+def _describe(conf: dict) -> dict:
+    """Preset / loss / model shape / data of a training config (a run's config.json or a model's
+    ``training`` record)."""
+    mc = conf.get("model_config") or {}
+    shape = (f"{mc.get('mask', 'magnitude')} mask, {mc.get('channels', '?')} ch × {len(mc.get('dilations', []))} blocks"
+             if conf.get("model") == "masknet" else conf.get("model"))
+    data = ", ".join(Path(m).stem for m in str(conf.get("manifest") or "").split(",") if m) or None
+    return {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data}
+
+
 def _run_info(path: str | None) -> dict:
-    """Parameters / steps / training time of one of our models (from its run folder, if any)."""
+    """Parameters / steps / training time / config of one of our models (its run folder, or the JSON
+    beside a model file such as the shipped default)."""
     if not path:
         return {}
     p = Path(path)
@@ -35,12 +46,28 @@ def _run_info(path: str | None) -> dict:
         if s.is_file():
             try:
                 d = json.loads(s.read_text(encoding="utf-8"))
+                cfg = cand / "config.json"
+                conf = json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {}
             except ValueError:
                 return {}
-            cfg = cand / "config.json"
-            conf = json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {}
             return {"parameters": d.get("parameters"), "steps": d.get("steps"), "train_s": d.get("elapsed_s"),
-                    "preset": conf.get("preset"), "loss": conf.get("loss")}
+                    **_describe(conf)}
+    meta = p.with_suffix(".json") if p.suffix == ".safetensors" else p / "model.json"
+    if meta.is_file():
+        try:
+            m = json.loads(meta.read_text(encoding="utf-8"))
+        except ValueError:
+            return {}
+        info = {"steps": m.get("step"), **_describe(m.get("training") or {})}
+        info["data"] = info["data"] or m.get("trained_on")
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(p if p.suffix == ".safetensors" else p / "model.safetensors"), "pt") as f:
+                info["parameters"] = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        except Exception:  # a damaged or missing file: the table shows "—"
+            pass
+        return info
     return {}
 
 
@@ -58,11 +85,12 @@ def section(folder: Path) -> str:
            f"every method. RTF: {s.get('rtf_note', '')}.", ""]
     ours = [m for m in info.values() if m.get("kind") == "ours"]
     if ours:
-        out += ["| model | preset | loss | parameters | training steps | training time |", "|---|---|---|---:|---:|---:|"]
+        out += ["| model | preset | network | loss | training data | parameters | training steps | training time |",
+                "|---|---|---|---|---|---:|---:|---:|"]
         for m in ours:
             t = m.get("train_s")
-            out.append(f"| {m['name']} | {m.get('preset') or '—'} | {m.get('loss') or '—'} | "
-                       f"{_f(m.get('parameters'), ',')} | {_f(m.get('steps'), 'd')} | "
+            out.append(f"| {m['name']} | {m.get('preset') or '—'} | {m.get('shape') or '—'} | {m.get('loss') or '—'} | "
+                       f"{m.get('data') or '—'} | {_f(m.get('parameters'), ',')} | {_f(m.get('steps'), 'd')} | "
                        f"{_f(t / 60 if isinstance(t, (int, float)) else None, '.1f')} min |")
         out.append("")
     for cond in s["conditions"]:
