@@ -193,3 +193,12 @@ def test_bad_precision_and_merged_manifests_for_seed_models(tmp_path, manifest):
         train(train_cfg(f"{manifest},{manifest}", tmp_path / "r2"))
     with pytest.raises(UserError, match="nope.csv: manifest not found"):
         train(train_cfg(f"{manifest},{tmp_path / 'nope.csv'}", tmp_path / "r3"))
+
+
+def test_model_config_overrides_merge_with_the_preset():
+    from digit_denoise.train import resolve_config
+
+    cfg = resolve_config("fast", model_config={"mask": "complex"})
+    assert cfg.model_config == {**PRESETS["fast"]["model_config"], "mask": "complex"}
+    assert resolve_config("fast", model="seed", model_config={"channels": [4, 8, 16]}).model_config == {
+        "channels": [4, 8, 16]}  # another model family: nothing of the preset's config is kept

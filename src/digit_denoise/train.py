@@ -124,7 +124,11 @@ def resolve_config(preset: str, **overrides) -> TrainConfig:
     if preset not in PRESETS:
         raise UserError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
     values = {"preset": preset, **PRESETS[preset]}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "model_config" in given and given.get("model", values.get("model")) == values.get("model"):
+        # same model family: the given keys override the preset's, the others stay the preset's
+        given["model_config"] = {**values.get("model_config", {}), **given["model_config"]}
+    values.update(given)
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(values) - known
     if unknown:
