@@ -202,3 +202,15 @@ def test_model_config_overrides_merge_with_the_preset():
     assert cfg.model_config == {**PRESETS["fast"]["model_config"], "mask": "complex"}
     assert resolve_config("fast", model="seed", model_config={"channels": [4, 8, 16]}).model_config == {
         "channels": [4, 8, 16]}  # another model family: nothing of the preset's config is kept
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_resolves_and_builds(preset):
+    from digit_denoise.models import build_model, count_parameters, model_config
+    from digit_denoise.train import resolve_config
+
+    cfg = resolve_config(preset)
+    m = build_model(cfg.model, model_config(cfg.model, cfg.model_config).__dict__)
+    assert count_parameters(m) == 33 if preset == "seed-buggy" else count_parameters(m) > 400_000
+    if preset == "best":  # bigger than fast, but still a CPU-runnable size
+        assert 4_000_000 < count_parameters(m) < 6_000_000 and cfg.loss == "sisdr+mrstft"
