@@ -79,6 +79,9 @@ def run_demo(out: str | Path, speakers: int = 12, takes: int = 4, steps: int = 4
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import tune_malloc
+
+    tune_malloc()  # as the CLI does (faster CPU torch)
     p = argparse.ArgumentParser(prog="python -m digit_denoise.demo", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="demo", help="folder for everything the demo makes")
