@@ -237,6 +237,8 @@ class SeedFeatures(torch.nn.Module):
         self.register_buffer("window", torch.hann_window(c.n_fft, periodic=True), persistent=False)
         self.register_buffer("mel_fb", mel_filterbank(c.sample_rate, c.n_fft, c.n_mels),
                              persistent=False)
+        # each weight twice, for re² and im² of the interleaved real view (see mel_power)
+        self.register_buffer("mel_fb_ri", self.mel_fb.repeat_interleave(2, dim=1), persistent=False)
 
     def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
         """``Tensor[B, T] -> Tensor[B, n_mels, 1 + T // hop]`` mel power (librosa melspectrogram).
@@ -253,7 +255,7 @@ class SeedFeatures(torch.nn.Module):
         # [B, F, K] complex is the FFT's own (contiguous) layout; as reals [B, F, 2K] (re, im, re, ...)
         # squared, and each filter weight repeated for re² and im², one product sums |X|² per mel
         sq = torch.view_as_real(spec.transpose(1, 2)).square().flatten(-2)
-        fb = self.mel_fb.to(sq.dtype).repeat_interleave(2, dim=1)  # [M, 2K]
+        fb = self.mel_fb_ri.to(sq.dtype)  # [M, 2K]
         mel = [sq[..., 2 * k0:2 * k1] @ fb[m0:m1, 2 * k0:2 * k1].T for m0, m1, k0, k1 in _mel_blocks(self.cfg)]
         return torch.cat(mel, dim=-1).transpose(1, 2)  # [B, F, M] -> [B, M, F]
 

@@ -85,7 +85,7 @@ PRESETS: dict[str, dict] = {
     "fast": dict(model="masknet", model_config={"channels": 128, "dilations": [1, 2, 4, 8, 16, 1, 2, 4, 8, 16]},
                  loss="sisdr", lr=1e-3, batch_size=32, epochs=60, val_every=200, schedule="cosine", clip_grad=5.0),
     # No limit but the machine: a wider, deeper complex-mask MaskNet (phase too), SI-SDR + multi-resolution
-    # STFT loss, 4× the steps. ~14× the compute of `fast`: meant for a GPU (not trained on the 2-core CPU here).
+    # STFT loss, 4× the steps. ~17× the training compute of `fast`: meant for a GPU (not trained on the 2-core CPU here).
     "best": dict(model="masknet", model_config={"channels": 256, "dilations": [1, 2, 4, 8, 16, 32] * 3,
                                                 "mask": "complex"},
                  loss="sisdr+mrstft", lr=1e-3, batch_size=32, epochs=240, val_every=500, schedule="cosine",
