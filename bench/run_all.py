@@ -177,7 +177,7 @@ if cfg["malloc"]:
     assert tune_malloc()
 torch.manual_seed(0)
 from digit_denoise.models import build_model, flops_per_sample
-from digit_denoise.models.masknet import flops_per_second
+from digit_denoise.models import wave_flops_per_second as flops_per_second
 if cfg["model"] == "fast":
     from digit_denoise.train import PRESETS
     model = build_model("masknet", PRESETS["fast"]["model_config"])

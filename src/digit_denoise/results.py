@@ -29,8 +29,12 @@ def _describe(conf: dict) -> dict:
     """Preset / loss / model shape / data of a training config (a run's config.json or a model's
     ``training`` record)."""
     mc = conf.get("model_config") or {}
-    shape = (f"{mc.get('mask', 'magnitude')} mask, {mc.get('channels', '?')} ch × {len(mc.get('dilations', []))} blocks"
-             if conf.get("model") == "masknet" else conf.get("model"))
+    if conf.get("model") == "masknet":
+        shape = f"{mc.get('mask', 'magnitude')} mask, {mc.get('channels', '?')} ch × {len(mc.get('dilations', []))} blocks"
+    elif conf.get("model") == "tasnet":
+        shape = f"time domain, {mc.get('filters', 128)} filters × {len(mc.get('dilations', [0] * 14))} blocks"
+    else:
+        shape = conf.get("model")
     data = ", ".join(Path(m).stem for m in str(conf.get("manifest") or "").split(",") if m) or None
     return {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data}
 

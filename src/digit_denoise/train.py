@@ -125,6 +125,8 @@ def resolve_config(preset: str, **overrides) -> TrainConfig:
         raise UserError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
     values = {"preset": preset, **PRESETS[preset]}
     given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("model", values.get("model")) != values.get("model"):
+        values.pop("model_config", None)  # another model family: the preset's model settings do not apply
     if "model_config" in given and given.get("model", values.get("model")) == values.get("model"):
         # same model family: the given keys override the preset's, the others stay the preset's
         given["model_config"] = {**values.get("model_config", {}), **given["model_config"]}

@@ -10,6 +10,7 @@ Public API::
     receptive_field(name_or_config_or_model, centred=False) -> int      # analytic
     measure_receptive_field(model, size=128) -> tuple[int, int]          # empirical (exact, centred)
     flops_per_sample(model, input_shape=(1, 112, 112)) -> int
+    wave_flops_per_second(model) -> int                 # waveform models: FLOPs per second of audio
     describe(name, config_dict=None) -> str             # the self-check text
 
 Pure code: no file I/O and no printing here (``describe`` returns a string).
@@ -27,11 +28,13 @@ from ..errors import UserError
 from .masknet import MaskNet, MaskNetConfig
 from .seed_buggy import SeedBuggyConfig, SeedBuggyUNet
 from .seed_unet import SeedUNet, SeedUNetConfig
+from .tasnet import TasNet, TasNetConfig
 
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "seed": (SeedUNetConfig, SeedUNet),
     "seed-buggy": (SeedBuggyConfig, SeedBuggyUNet),  # deliberately broken, comparison only
     "masknet": (MaskNetConfig, MaskNet),  # waveform in/out, spectral mask at 16 kHz
+    "tasnet": (TasNetConfig, TasNet),  # waveform in/out, learned 2 ms encoder/decoder (time domain)
 }
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "SeedBuggyUNet",
     "SeedUNet",
     "SeedUNetConfig",
+    "TasNet",
+    "TasNetConfig",
     "available_models",
     "build_model",
     "count_parameters",
@@ -50,6 +55,7 @@ __all__ = [
     "measure_receptive_field",
     "model_config",
     "receptive_field",
+    "wave_flops_per_second",
 ]
 
 
@@ -167,8 +173,8 @@ def receptive_field(model_name_or_config, centred: bool = False) -> int:
     every phase (47). See the comment block above for the derivation.
     """
     x = model_name_or_config
-    if isinstance(x, MaskNetConfig):
-        x = MaskNet(x)
+    if isinstance(x, (MaskNetConfig, TasNetConfig)):
+        x = (MaskNet if isinstance(x, MaskNetConfig) else TasNet)(x)
     if isinstance(x, str) and getattr(_entry(x)[1], "kind", "seed") == "wave":
         x = build_model(x)
     if getattr(x, "kind", "seed") == "wave":  # waveform models: in samples
@@ -303,9 +309,17 @@ def describe(name: str, config_dict=None) -> str:
     )
 
 
-def _describe_wave(name: str, model: nn.Module) -> str:
-    from .masknet import flops_per_second
+def wave_flops_per_second(model: nn.Module) -> int:
+    """FLOPs (2 × multiply-adds) of a waveform model's convolutions per second of audio."""
+    from . import masknet, tasnet
 
+    fn = {MaskNet: masknet.flops_per_second, TasNet: tasnet.flops_per_second}.get(type(model))
+    if fn is None:
+        raise TypeError(f"{type(model).__name__} is not a waveform model")
+    return fn(model)
+
+
+def _describe_wave(name: str, model: nn.Module) -> str:
     cfg = model.config
     x = torch.randn(2, cfg.sample_rate, generator=torch.Generator().manual_seed(0))
     model.eval()
@@ -313,12 +327,16 @@ def _describe_wave(name: str, model: nn.Module) -> str:
         y = model(x)
     ok = y.shape == x.shape
     ctx = model.context_samples
+    if isinstance(model, MaskNet):
+        what = f"{cfg.mask} mask, {cfg.n_fft}/{cfg.hop} STFT @ {cfg.sample_rate} Hz"
+    else:
+        what = f"learned {cfg.filters}-filter encoder, {cfg.kernel}/{cfg.hop} frames @ {cfg.sample_rate} Hz"
     return "\n".join(
         [
-            f"{name}: {model.__class__.__name__} ({cfg.mask} mask, {cfg.n_fft}/{cfg.hop} STFT @ {cfg.sample_rate} Hz)",
+            f"{name}: {model.__class__.__name__} ({what})",
             f"  trainable parameters: {count_parameters(model):,}",
             f"  receptive field: ±{model.context_frames} frames = ±{ctx} samples ({1000 * ctx / cfg.sample_rate:.0f} ms)",
-            f"  FLOPs per second of audio: {flops_per_second(model):,}",
+            f"  FLOPs per second of audio: {wave_flops_per_second(model):,}",
             f"  forward {tuple(x.shape)} -> {tuple(y.shape)}: {'ok' if ok else 'SHAPE MISMATCH'}",
         ]
     )
