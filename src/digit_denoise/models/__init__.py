@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .attn_unet import AttnUNet, AttnUNetConfig
 from .masknet import MaskNet, MaskNetConfig
 from .seed_buggy import SeedBuggyConfig, SeedBuggyUNet
 from .seed_unet import SeedUNet, SeedUNetConfig
@@ -33,12 +34,15 @@ from .tasnet import TasNet, TasNetConfig
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "seed": (SeedUNetConfig, SeedUNet),
     "seed-buggy": (SeedBuggyConfig, SeedBuggyUNet),  # deliberately broken, comparison only
+    "seed-attn": (AttnUNetConfig, AttnUNet),  # seed representation, deeper residual attention U-Net
     "masknet": (MaskNetConfig, MaskNet),  # waveform in/out, spectral mask at 16 kHz
     "tasnet": (TasNetConfig, TasNet),  # waveform in/out, learned 2 ms encoder/decoder (time domain)
 }
 
 __all__ = [
     "MODELS",
+    "AttnUNet",
+    "AttnUNetConfig",
     "MaskNet",
     "MaskNetConfig",
     "SeedBuggyConfig",
@@ -141,27 +145,23 @@ def _union(i, j):
     return min(i[0], j[0]), max(i[1], j[1])
 
 
-def _seed_field(x: int) -> tuple[int, int]:
-    """Input interval seen by output pixel ``x`` of the seed U-Net (no boundary effects)."""
+def _seed_field(x: int, levels: int = 3) -> tuple[int, int]:
+    """Input interval seen by output pixel ``x`` of a ``levels``-level U-Net (no boundary effects).
 
-    def enc1_in(iv):
-        return _conv2(iv)
+    Each level is two 3x3 convs; the seed U-Net has 3 levels. The seed-attn U-Net walks the same way:
+    its 1x1 projections and attention gates join branches that are already in the union.
+    """
 
-    def enc2_in(iv):
-        return enc1_in(_pool_back(_conv2(iv)))
+    def enc_in(level, iv):
+        iv = _conv2(iv)
+        return iv if level == 0 else enc_in(level - 1, _pool_back(iv))
 
-    def enc3_in(iv):
-        return enc2_in(_pool_back(_conv2(iv)))
-
-    def dec2_in(iv):
+    def dec_in(level, iv):  # decoder block at `level` (< levels - 1)
         c = _conv2(iv)
-        return _union(enc3_in(_up_back(c)), enc2_in(c))
+        deeper = dec_in(level + 1, _up_back(c)) if level + 1 < levels - 1 else enc_in(levels - 1, _up_back(c))
+        return _union(deeper, enc_in(level, c))
 
-    def dec1_in(iv):
-        c = _conv2(iv)
-        return _union(dec2_in(_up_back(c)), enc1_in(c))
-
-    return dec1_in((x, x))  # head: 1x1 conv, no change
+    return dec_in(0, (x, x))  # head: 1x1 conv, no change
 
 
 def receptive_field(model_name_or_config, centred: bool = False) -> int:
@@ -179,15 +179,22 @@ def receptive_field(model_name_or_config, centred: bool = False) -> int:
         x = build_model(x)
     if getattr(x, "kind", "seed") == "wave":  # waveform models: in samples
         return 2 * x.context_samples + 1
-    if isinstance(x, str):
+    levels = 3
+    if isinstance(x, str) and _entry(x)[1] is AttnUNet:
+        x = model_config(x)
+    if isinstance(x, AttnUNet):
+        x = x.config
+    if isinstance(x, AttnUNetConfig):
+        levels = len(x.channels)
+    elif isinstance(x, str):
         _entry(x)
     elif not isinstance(x, (nn.Module, SeedUNetConfig)):
         raise UserError(f"receptive_field: expected a model name or config, got {type(x).__name__}")
-    # Both registered families share the seed layer stack (channels do not matter).
+    period = 2 ** (levels - 1)  # pooling grid: the field depends on x mod period
     widths, reach = set(), 0
-    base = 1000  # far from any boundary, multiple of 4
-    for phase in range(4):
-        a, b = _seed_field(base + phase)
+    base = 1024  # far from any boundary, a multiple of the period
+    for phase in range(period):
+        a, b = _seed_field(base + phase, levels)
         widths.add(b - a + 1)
         reach = max(reach, base + phase - a, b - base - phase)
     if centred:
@@ -217,7 +224,8 @@ def measure_receptive_field(model: nn.Module, size: int = 128) -> tuple[int, int
     On a float64 copy whose max-pools are average-pools (same connectivity), whose
     ReLU/BatchNorm/final activation are identities and whose conv weights are all
     positive, the gradient of one output pixel w.r.t. a ``size x size`` input is
-    non-zero exactly on that pixel's field. All 4x4 pooling phases are measured.
+    non-zero exactly on that pixel's field. All pooling phases are measured (4x4 for the seed
+    U-Net's two pools, 2^(levels-1) squared for seed-attn).
     """
     m = copy.deepcopy(model).cpu().double()
     roots = [m, *getattr(m, "hidden_modules", lambda: [])()]
@@ -226,9 +234,10 @@ def measure_receptive_field(model: nn.Module, size: int = 128) -> tuple[int, int
     m.eval()
     cin = m.config.in_channels
     widths, reach = set(), 0
-    c = size // 2 - size // 2 % 4
-    for dy in range(4):
-        for dx in range(4):
+    period = 2 ** (len(m.config.channels) - 1) if isinstance(model, AttnUNet) else 4  # the pooling grid
+    c = size // 2 - size // 2 % period
+    for dy in range(period):
+        for dx in range(period):
             x = torch.zeros(1, cin, size, size, dtype=torch.float64, requires_grad=True)
             m(x)[0, 0, c + dy, c + dx].backward()
             nz = x.grad[0].abs().sum(0) > 0
