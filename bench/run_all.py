@@ -92,6 +92,20 @@ def bench_features(n: int) -> dict:
                         fe(x, lengths)
         return run
 
+    def workers(k: int):
+        """The same batched calls split over ``k`` single-thread processes (images shipped back)."""
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        def run():
+            ws = [pairs[i][side] for side in (0, 1) for i in by_length]
+            jobs = [ws[i:i + FILL_BATCH_CPU] for i in range(0, len(ws), FILL_BATCH_CPU)]
+            with cf.ProcessPoolExecutor(k, mp_context=mp.get_context("fork"), initializer=torch.set_num_threads,
+                                        initargs=(1,)) as ex:
+                for img in ex.map(_features_job, jobs, chunksize=2):
+                    assert img.shape[1:] == (1, 112, 112)
+        return run
+
     in_order = list(range(n))
     by_length = sorted(in_order, key=lambda i: len(pairs[i][0]))  # as datasets.seed_images does
     t_ref = timed(reference, 2)  # best of two: the first also pays librosa's one-off JIT compilation
@@ -100,6 +114,10 @@ def bench_features(n: int) -> dict:
                 ("torch, 128 clips per call, sorted by length", 128, by_length),
                 ("torch, 128 clips per call, file order", 128, in_order)]
     times = [timed(batched(b, o), 2) for _, b, o in variants]
+    k = os.cpu_count() or 1
+    if k > 1:
+        variants.append((f"torch, {FILL_BATCH_CPU} clips per call, sorted, {k} processes × 1 thread", None, None))
+        times.append(timed(workers(k), 2))
     r = {"pairs": n, "threads": torch.get_num_threads(), "reference_ms_per_pair": 1000 * t_ref / n,
          "torch_ms_per_pair": 1000 * times[0] / n, "speedup": t_ref / times[0],
          "variants": {name: {"ms_per_pair": 1000 * t / n, "speedup": t_ref / t}
@@ -109,6 +127,17 @@ def bench_features(n: int) -> dict:
     table(f"1. seed feature prep per clean/noisy pair ({n} FSDD pairs, torch threads: {r['threads']})", rows,
           ("path", "per pair", "speed"))
     return r
+
+
+def _features_job(ws: list[np.ndarray]) -> np.ndarray:
+    from digit_denoise.features import SeedFeatureConfig, SeedFeatures, pad_batch
+
+    global _FE
+    if "_FE" not in globals():
+        _FE = SeedFeatures(SeedFeatureConfig())
+    x, lengths = pad_batch(ws)
+    with torch.no_grad():
+        return _FE(x, lengths)[0].numpy()
 
 
 def bench_training(steps: int, batch: int) -> dict:

@@ -267,3 +267,12 @@ def test_results_describe_runs_and_model_files(tmp_path):
     assert info["parameters"] == sum(p.numel() for p in m.state_dict().values())
     assert (info["steps"], info["shape"], info["data"]) == (7, "magnitude mask, 8 ch × 2 blocks", "FSDD, 4 speakers")
     assert _run_info(str(tmp_path / "nothing-here")) == {}
+
+
+def test_results_page_describes_each_family_with_its_defaults():
+    from digit_denoise.results import _describe
+
+    d = _describe({"model": "tasnet", "model_config": {}, "preset": "fast", "loss": "sisdr", "manifest": "/d/x.csv"})
+    assert d["shape"] == "time domain, 256 filters × 14 blocks" and d["data"] == "x"
+    assert _describe({"model": "masknet", "model_config": {"mask": "complex"}})["shape"] == "complex mask, 128 ch × 8 blocks"
+    assert _describe({"model": "seed-attn"})["shape"] == "seed-attn"

@@ -254,7 +254,8 @@ class SeedFeatures(torch.nn.Module):
                           return_complex=True)
         # [B, F, K] complex is the FFT's own (contiguous) layout; as reals [B, F, 2K] (re, im, re, ...)
         # squared, and each filter weight repeated for re² and im², one product sums |X|² per mel
-        sq = torch.view_as_real(spec.transpose(1, 2)).square().flatten(-2)
+        sq = torch.view_as_real(spec.transpose(1, 2))
+        sq = sq.mul_(sq).flatten(-2)  # in place: the spectrum is not needed afterwards
         fb = self.mel_fb_ri.to(sq.dtype)  # [M, 2K]
         mel = [sq[..., 2 * k0:2 * k1] @ fb[m0:m1, 2 * k0:2 * k1].T for m0, m1, k0, k1 in _mel_blocks(self.cfg)]
         return torch.cat(mel, dim=-1).transpose(1, 2)  # [B, F, M] -> [B, M, F]

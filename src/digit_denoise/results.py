@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .audio import atomic_path
 from .errors import UserError
+from .models import model_config
 
 
 def _f(v, spec: str) -> str:
@@ -29,10 +30,15 @@ def _describe(conf: dict) -> dict:
     """Preset / loss / model shape / data of a training config (a run's config.json or a model's
     ``training`` record)."""
     mc = conf.get("model_config") or {}
+    if conf.get("model") in ("masknet", "tasnet"):
+        try:  # the family's defaults filled in
+            mc = model_config(conf["model"], mc).to_dict()
+        except Exception:
+            pass
     if conf.get("model") == "masknet":
         shape = f"{mc.get('mask', 'magnitude')} mask, {mc.get('channels', '?')} ch × {len(mc.get('dilations', []))} blocks"
     elif conf.get("model") == "tasnet":
-        shape = f"time domain, {mc.get('filters', 128)} filters × {len(mc.get('dilations', [0] * 14))} blocks"
+        shape = f"time domain, {mc.get('filters', '?')} filters × {len(mc.get('dilations', []))} blocks"
     else:
         shape = conf.get("model")
     data = ", ".join(Path(m).stem for m in str(conf.get("manifest") or "").split(",") if m) or None
