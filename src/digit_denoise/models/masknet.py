@@ -21,19 +21,20 @@ Pure model code: no file I/O, no printing.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UserError
+from .config import DictConfig
 
 MASKS = ("magnitude", "complex")
 
 
 @dataclass
-class MaskNetConfig:
+class MaskNetConfig(DictConfig):
     sample_rate: int = 16000  # the rate the model runs at (audio is resampled to it)
     n_fft: int = 512  # STFT frame (32 ms at 16 kHz)
     hop: int = 128  # STFT hop (8 ms)
@@ -53,19 +54,6 @@ class MaskNetConfig:
             raise ValueError(f"kernel {self.kernel}: must be odd")
         if self.channels < 1 or not self.dilations or min(self.dilations) < 1:
             raise ValueError("channels and dilations must be positive")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["dilations"] = list(self.dilations)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MaskNetConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown MaskNet config keys {sorted(unknown)}")
-        return cls(**d)
 
 
 def sqrt_hann(n: int) -> Tensor:

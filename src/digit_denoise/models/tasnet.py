@@ -21,17 +21,18 @@ Pure model code: no file I/O, no printing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UserError
+from .config import DictConfig
 
 
 @dataclass
-class TasNetConfig:
+class TasNetConfig(DictConfig):
     sample_rate: int = 16000  # the rate the model runs at (audio is resampled to it)
     kernel: int = 64  # encoder/decoder frame length L, samples (4 ms at 16 kHz)
     hop: int = 32  # encoder stride, samples (L / 2)
@@ -50,19 +51,6 @@ class TasNetConfig:
         if min(self.filters, self.bottleneck, self.hidden, self.hop) < 1 or not self.dilations \
                 or min(self.dilations) < 1:
             raise ValueError("filters, bottleneck, hidden, hop and dilations must be positive")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["dilations"] = list(self.dilations)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TasNetConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TasNet config keys {sorted(unknown)}")
-        return cls(**d)
 
 
 class ChannelNorm(nn.Module):
