@@ -36,7 +36,7 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "seed-buggy": (SeedBuggyConfig, SeedBuggyUNet),  # deliberately broken, comparison only
     "seed-attn": (AttnUNetConfig, AttnUNet),  # seed representation, deeper residual attention U-Net
     "masknet": (MaskNetConfig, MaskNet),  # waveform in/out, spectral mask at 16 kHz
-    "tasnet": (TasNetConfig, TasNet),  # waveform in/out, learned 2 ms encoder/decoder (time domain)
+    "tasnet": (TasNetConfig, TasNet),  # waveform in/out, learned encoder/decoder, 4 ms frames (time domain)
 }
 
 __all__ = [
