@@ -142,6 +142,20 @@ def test_batched_equals_per_clip(fsdd_clips):
     wave[1, 20000:] = 5.0
     out, st = mod(wave, torch.tensor([20000, 20000]))
     assert torch.equal(out[0], out[1]) and st["frames"].tolist() == [40, 40]
+    assert float(wave[1, -1]) == 5.0  # the caller's tensor is left alone
+
+
+def test_interleaved_lengths_equal_per_clip():
+    # clips of equal frame counts that are not neighbours in the batch (an unsorted batch)
+    clips = [_synthetic(n, i) for i, n in enumerate([20000, 30000, 20100, 30100, 9000])]
+    img, stats = wave_to_seed(clips, SR)
+    assert stats["frames"].tolist() == [40, 59, 40, 59, 18]
+    for i, y in enumerate(clips):
+        ref, _ = reference_seed(y)
+        assert np.abs(img[i, 0].numpy() - ref).max() < 1e-3
+        one, st1 = wave_to_seed(y, SR)
+        assert torch.allclose(img[i], one[0], atol=1e-5, rtol=0)
+        assert torch.allclose(stats["db_min"][i], st1["db_min"][0], rtol=1e-5, atol=1e-6)
 
 
 def test_wave_to_seed_resamples_from_8k(fsdd_dir):

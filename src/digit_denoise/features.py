@@ -189,8 +189,16 @@ def area_resize_matrices(in_hw: tuple[int, int], out_hw: tuple[int, int],
                          device: torch.device | str | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(W_rows[h_out, h_in], W_cols[w_out, w_in])`` so that ``W_rows @ X @ W_cols.T`` equals
-    ``cv2.resize(X, (w_out, h_out), interpolation=cv2.INTER_AREA)`` (cached per size pair)."""
-    wr, wc = _area_matrices_np((int(in_hw[0]), int(in_hw[1])), (int(out_hw[0]), int(out_hw[1])))
+    ``cv2.resize(X, (w_out, h_out), interpolation=cv2.INTER_AREA)`` (cached per size pair, dtype and
+    device: shared tensors, not to be modified in place)."""
+    return _area_matrices((int(in_hw[0]), int(in_hw[1])), (int(out_hw[0]), int(out_hw[1])), dtype,
+                          torch.device(device) if device is not None else torch.device("cpu"))
+
+
+@lru_cache(maxsize=1024)
+def _area_matrices(in_hw: tuple[int, int], out_hw: tuple[int, int], dtype: torch.dtype,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    wr, wc = _area_matrices_np(in_hw, out_hw)
     return (torch.as_tensor(wr, dtype=dtype, device=device),
             torch.as_tensor(wc, dtype=dtype, device=device))
 
@@ -241,7 +249,11 @@ class SeedFeatures(torch.nn.Module):
         self.register_buffer("mel_fb_ri", self.mel_fb.repeat_interleave(2, dim=1), persistent=False)
 
     def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
-        """``Tensor[B, T] -> Tensor[B, n_mels, 1 + T // hop]`` mel power (librosa melspectrogram).
+        """``Tensor[B, T] -> Tensor[B, n_mels, 1 + T // hop]`` mel power (librosa melspectrogram)."""
+        return self._mel_frames(wave).transpose(1, 2)
+
+    def _mel_frames(self, wave: torch.Tensor) -> torch.Tensor:
+        """``Tensor[B, T] -> Tensor[B, 1 + T // hop, n_mels]``: mel power, frame-major.
 
         The mel filters are triangles over a few contiguous FFT bins, so the filterbank is applied
         as :data:`MEL_GROUPS` dense blocks (consecutive mels × the bins they touch) on the
@@ -257,8 +269,8 @@ class SeedFeatures(torch.nn.Module):
         sq = torch.view_as_real(spec.transpose(1, 2))
         sq = sq.mul_(sq).flatten(-2)  # in place: the spectrum is not needed afterwards
         fb = self.mel_fb_ri.to(sq.dtype)  # [M, 2K]
-        mel = [sq[..., 2 * k0:2 * k1] @ fb[m0:m1, 2 * k0:2 * k1].T for m0, m1, k0, k1 in _mel_blocks(self.cfg)]
-        return torch.cat(mel, dim=-1).transpose(1, 2)  # [B, F, M] -> [B, M, F]
+        return torch.cat([sq[..., 2 * k0:2 * k1] @ fb[m0:m1, 2 * k0:2 * k1].T
+                          for m0, m1, k0, k1 in _mel_blocks(self.cfg)], dim=-1)
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -273,6 +285,11 @@ class SeedFeatures(torch.nn.Module):
             ``frames`` long[B] (1 + length // hop), ``lengths`` long[B] (samples),
             ``db_min``/``db_max`` float[B] (dB relative to the clip's max mel power, i.e. the
             values mapped to 0 and 1), ``ref_power`` float[B] (that max mel power, absolute).
+
+        ``power_to_db(ref=max)`` puts every clip's maximum at exactly 0 dB, so ``db_max`` is 0,
+        ``db_min`` is the quietest cell's dB floored at ``-top_db``, and both follow from the
+        min and max of the *power*: the full-size array gets one log and one affine pass, in
+        place, per group of clips with the same frame count (one group in a length-sorted batch).
         """
         c = self.cfg
         if wave.dim() == 1:
@@ -283,38 +300,32 @@ class SeedFeatures(torch.nn.Module):
         lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
         if bool((lengths > t).any()) or bool((lengths < 0).any()):
             raise ValueError(f"lengths must lie in [0, {t}], got {lengths.tolist()}")
-        # zero everything past each clip's end so padding can never leak into its frames
-        idx = torch.arange(t, device=wave.device)
-        wave = torch.where(idx[None, :] < lengths.to(wave.device)[:, None], wave,
-                           torch.zeros((), dtype=wave.dtype, device=wave.device))
-        mel = self.mel_power(wave)  # [B, M, F_all]
+        if any(bool(wave[i, n:].any()) for i, n in enumerate(lengths.tolist()) if n < t):
+            # zero everything past each clip's end (a copy: the caller's tensor is left alone)
+            idx = torch.arange(t, device=wave.device)
+            wave = wave.masked_fill(idx[None, :] >= lengths.to(wave.device)[:, None], 0.0)
+        mel = self._mel_frames(wave)  # [B, F_all, M]
         frames = 1 + lengths // c.hop
-        n_all = mel.shape[-1]
-        valid = torch.arange(n_all, device=mel.device)[None, :] < frames.to(mel.device)[:, None]
-        valid = valid[:, None, :]  # [B, 1, F_all]
-
-        ref = torch.where(valid, mel, torch.zeros((), dtype=mel.dtype, device=mel.device))
-        ref_power = ref.amax(dim=(1, 2))  # [B]
-        amin = torch.tensor(c.amin, dtype=mel.dtype, device=mel.device)
-        db = 10.0 * torch.log10(torch.maximum(mel, amin))
-        db = db - 10.0 * torch.log10(torch.maximum(ref_power, amin))[:, None, None]
-        big = torch.tensor(float("inf"), dtype=db.dtype, device=db.device)
-        db_top = torch.where(valid, db, -big).amax(dim=(1, 2))
-        db = torch.maximum(db, (db_top - c.top_db)[:, None, None])
-        db_min = torch.where(valid, db, big).amin(dim=(1, 2))
-        db_max = torch.where(valid, db, -big).amax(dim=(1, 2))
-        rng = db_max - db_min
-        safe = torch.where(rng > 0, rng, torch.ones_like(rng))
-        norm = (db - db_min[:, None, None]) / safe[:, None, None]
-        norm = torch.where((rng > 0)[:, None, None], norm, torch.zeros_like(norm))
-
         h, w = c.size
-        img = norm.new_empty((b, 1, h, w))
+        img = mel.new_empty((b, 1, h, w))
+        ref_power, db_min = mel.new_empty(b), mel.new_empty(b)
         for n in torch.unique(frames).tolist():
-            sel = (frames == n).nonzero().flatten().to(norm.device)
-            img[sel, 0] = area_resize(norm[sel, :, :n], (h, w))
+            sel = (frames == n).nonzero().flatten()
+            lo_i, hi_i = int(sel[0]), int(sel[-1]) + 1
+            # a run of neighbours (always, in a sorted batch) is a view: normalised in place
+            x = mel[lo_i:hi_i, :n] if hi_i - lo_i == len(sel) else mel[sel.to(mel.device), :n]
+            lo, hi = torch.aminmax(x.flatten(1), dim=1)  # [k] min / max power over the clip
+            ref_db = 10.0 * torch.log10(hi.clamp_min(c.amin))
+            floor = (10.0 * torch.log10(lo.clamp_min(c.amin)) - ref_db).clamp_min(-c.top_db)
+            flat = floor == 0  # silent or constant clip: an all-zero image, as before
+            scale = torch.where(flat, 0.0, -10.0 / torch.where(flat, 1.0, floor))  # 10 / (0 - floor)
+            shift = (ref_db + floor) * scale / 10.0
+            x.clamp_min_(c.amin).log10_().mul_(scale[:, None, None]).sub_(shift[:, None, None]).clamp_(0.0, 1.0)
+            wr, wc = area_resize_matrices((c.n_mels, n), (h, w), x.dtype, x.device)
+            img[sel.to(img.device), 0] = wr @ x.transpose(1, 2) @ wc.T
+            ref_power[sel.to(mel.device)], db_min[sel.to(mel.device)] = hi, floor
         stats = {"frames": frames, "lengths": lengths, "db_min": db_min.detach(),
-                 "db_max": db_max.detach(), "ref_power": ref_power.detach()}
+                 "db_max": torch.zeros_like(db_min), "ref_power": ref_power.detach()}
         return img, stats
 
 
