@@ -188,7 +188,9 @@ def add_train(sub) -> None:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (seed preset: 2e-4)")
     p.add_argument("--batch-size", type=int, default=None, help="global batch size (seed preset: 128)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (seed preset: 6)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (default: no limit)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after N optimiser steps (default: no limit); the learning-rate schedule still spans "
+                        "--epochs, so to anneal over fewer steps lower --epochs instead")
     p.add_argument("--val-every", type=int, default=None, help="validate and checkpoint every N steps (seed: 75)")
     p.add_argument("--save-every", type=int, default=None,
                    help="also save the resume point every N steps (default 0: at validation and every 5 minutes)")
