@@ -238,6 +238,12 @@ def test_results_page_is_generated_from_the_report(result, tmp_path):
     wiener = summary["results"]["wiener"]["white@-5dB"]["si_sdr"]["mean"]
     assert f"| wiener | {wiener:.2f} |" in text
     assert "oracle-irm (oracle)" in text
+    assert "split of `manifest.csv` (speakers held out of its train and val splits)" in text
+    other = tmp_path / "val-report"  # another split makes no speaker-disjointness claim
+    other.mkdir()
+    (other / "summary.json").write_text(json.dumps({**summary, "split": "val"}))
+    assert main([str(other), "-o", str(out)]) == 0
+    assert "split of `manifest.csv`, metrics at" in out.read_text()
     assert main([str(tmp_path / "nope"), "-o", str(out)]) == 2
 
 

@@ -88,10 +88,12 @@ def section(folder: Path) -> str:
     except (OSError, ValueError):
         raise UserError(f"{path}: not readable; pass folders written by 'digit-denoise compare'") from None
     info = {m["name"]: {**m, **_run_info(m.get("path"))} for m in s["methods"]}
+    # only the test split is speaker-disjoint by construction; what else a run trained on is in its table row
+    held_out = " (speakers held out of its train and val splits)" if s["split"] == "test" else ""
     out = [f"## {folder.name}", "",
            f"`{s.get('command', '')}`", "",
-           f"{s['n_clips']} clips of the `{s['split']}` split of `{Path(s['manifest']).name}` "
-           f"(speakers never seen in training), metrics at {s['sample_rate']} Hz; means over clips valid for "
+           f"{s['n_clips']} clips of the `{s['split']}` split of `{Path(s['manifest']).name}`{held_out}, "
+           f"metrics at {s['sample_rate']} Hz; means over clips valid for "
            f"every method. RTF: {s.get('rtf_note', '')}.", ""]
     ours = [m for m in info.values() if m.get("kind") == "ours"]
     if ours:
