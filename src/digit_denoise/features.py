@@ -272,9 +272,10 @@ class SeedFeatures(torch.nn.Module):
         return torch.cat([sq[..., 2 * k0:2 * k1] @ fb[m0:m1, 2 * k0:2 * k1].T
                           for m0, m1, k0, k1 in _mel_blocks(self.cfg)], dim=-1)
 
+    @torch.no_grad()  # data preparation: normalised in place, so not differentiable
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Seed images of a (zero-padded) batch.
+        """Seed images of a (zero-padded) batch (no gradients flow through it).
 
         Args:
             wave: ``Tensor[B, T]`` (or ``Tensor[T]``) float audio at ``cfg.sample_rate``.
