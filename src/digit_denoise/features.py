@@ -313,8 +313,9 @@ class SeedFeatures(torch.nn.Module):
         for n in torch.unique(frames).tolist():
             sel = (frames == n).nonzero().flatten()
             lo_i, hi_i = int(sel[0]), int(sel[-1]) + 1
+            sel = sel.to(mel.device)
             # a run of neighbours (always, in a sorted batch) is a view: normalised in place
-            x = mel[lo_i:hi_i, :n] if hi_i - lo_i == len(sel) else mel[sel.to(mel.device), :n]
+            x = mel[lo_i:hi_i, :n] if hi_i - lo_i == len(sel) else mel[sel, :n]
             lo, hi = torch.aminmax(x.flatten(1), dim=1)  # [k] min / max power over the clip
             ref_db = 10.0 * torch.log10(hi.clamp_min(c.amin))
             floor = (10.0 * torch.log10(lo.clamp_min(c.amin)) - ref_db).clamp_min(-c.top_db)
@@ -323,8 +324,8 @@ class SeedFeatures(torch.nn.Module):
             shift = (ref_db + floor) * scale / 10.0
             x.clamp_min_(c.amin).log10_().mul_(scale[:, None, None]).sub_(shift[:, None, None]).clamp_(0.0, 1.0)
             wr, wc = area_resize_matrices((c.n_mels, n), (h, w), x.dtype, x.device)
-            img[sel.to(img.device), 0] = wr @ x.transpose(1, 2) @ wc.T
-            ref_power[sel.to(mel.device)], db_min[sel.to(mel.device)] = hi, floor
+            img[sel, 0] = wr @ x.transpose(1, 2) @ wc.T
+            ref_power[sel], db_min[sel] = hi, floor
         stats = {"frames": frames, "lengths": lengths, "db_min": db_min.detach(),
                  "db_max": torch.zeros_like(db_min), "ref_power": ref_power.detach()}
         return img, stats
