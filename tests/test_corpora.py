@@ -241,3 +241,38 @@ def test_same_name_other_extension_is_one_utterance(tmp_path):
     wav(folder / "x" / "4_al_1.wav")
     utts, _, _, warnings = scan_corpus(folder, "folder", "{digit}_{speaker}_{take}")
     assert sorted(u.id for u in utts) == ["x/3_al_1", "x/4_al_1"] and len(warnings) == 1
+
+
+def make_speech16k(root: Path) -> Path:
+    """A tiny files.csv corpus: 3 corpora with speakers, one without labels (wake words)."""
+    lines = ["corpus,path,speaker,gender,age,text,seconds,dyn_range_db,licence"]
+    for corpus, n_spk, words in (("speechcommands", 60, ("three", "yes")), ("speechocean762", 45, ("a sentence",)),
+                                 ("dspspeech20", 5, ("yi",))):
+        for s in range(n_spk):
+            for k, w in enumerate(words):
+                rel = f"{corpus}/{s:03d}/{k}.flac"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                sf.write(str(root / rel), tone(s + k, 16000), 16000)
+                gender = "m" if corpus == "speechocean762" and s % 2 else ""
+                lines.append(f"{corpus},{rel},{s:03d},{gender},,{w},0.3,40,x")
+    for k in range(4):
+        rel = f"wakewords/alexa/{k}.flac"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(root / rel), tone(k, 16000), 16000)
+        lines.append(f"wakewords,{rel},,,,alexa,0.3,40,x")
+    (root / "files.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_speech16k_layout(tmp_path):
+    root = make_speech16k(tmp_path / "s16")
+    utts, meta, layout, warnings = scan_corpus(root)
+    assert layout == "speech16k" and len(utts) == 60 * 2 + 45 + 5 + 4 and not warnings
+    by_id = {u.id: u for u in utts}
+    assert by_id["speechcommands/007/0"].digit == 3 and by_id["speechcommands/007/1"].digit == -1
+    assert by_id["speechcommands/007/0"].speaker == "speechcommands/007"
+    assert by_id["wakewords/alexa/2"].speaker == "wakewords/unlabelled"
+    assert meta["speechocean762/001"].gender == "male"
+    (root / "files.csv").write_text("corpus,path\nx,y.flac\n")
+    with pytest.raises(UserError, match="missing columns"):
+        scan_corpus(root, "speech16k")

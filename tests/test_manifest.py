@@ -334,3 +334,24 @@ def test_prepare_writes_and_reports(corpus, tmp_path, capsys):
         prepare(corpus, out, test_speakers="3")
     with open(out, newline="") as f:
         assert next(csv.reader(f)) == COLUMNS
+
+
+def test_speech16k_splits_are_speaker_disjoint_per_corpus(tmp_path):
+    from test_corpora import make_speech16k
+
+    from digit_denoise.manifest import SPEECH16K_HOLDOUT, build_manifest
+
+    root = make_speech16k(tmp_path / "s16")
+    rows, _ = build_manifest(root, tmp_path / "m.csv", seed=0)
+    again, _ = build_manifest(root, tmp_path / "m.csv", seed=0)
+    assert rows == again
+    spk = {s: {r.speaker for r in rows if r.split == s} for s in ("train", "val", "test")}
+    assert not (spk["train"] & spk["test"]) and not (spk["train"] & spk["val"]) and not (spk["val"] & spk["test"])
+    for corpus, (n_test, n_val) in SPEECH16K_HOLDOUT.items():
+        if corpus == "dspspeech20":  # 5 speakers: too few for 4 + 2, so a third / a sixth are held out
+            n_test, n_val = 1, 0
+        assert len([s for s in spk["test"] if s.startswith(corpus + "/")]) == n_test
+        assert len([s for s in spk["val"] if s.startswith(corpus + "/")]) == n_val
+    assert all(r.split == "train" for r in rows if r.speaker.startswith("wakewords/"))
+    other, _ = build_manifest(root, tmp_path / "m.csv", seed=1)
+    assert {r.speaker for r in other if r.split == "test"} != spk["test"]

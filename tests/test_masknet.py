@@ -51,7 +51,7 @@ def test_fft_and_conv_paths_agree():
 
 @pytest.mark.parametrize("mask", ["magnitude", "complex"])
 def test_every_parameter_trains_and_shapes_hold(mask):
-    m = build_model("masknet", {**TINY, "mask": mask})
+    m = build_model("masknet", {**TINY, "mask": mask, "norm": "frame"})
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     before = {k: v.detach().clone() for k, v in m.named_parameters()}
     x, c = _x(3, 3000), _x(3, 3000, seed=1)
@@ -63,8 +63,10 @@ def test_every_parameter_trains_and_shapes_hold(mask):
     assert not unchanged
 
 
-def test_receptive_field_is_what_the_model_claims():
-    m = build_model("masknet", TINY).eval()
+@pytest.mark.parametrize("norm", ["none", "frame"])
+def test_receptive_field_is_what_the_model_claims(norm):
+    """Per-frame norm keeps the model local in time: a click moves only its receptive field."""
+    m = build_model("masknet", {**TINY, "norm": norm}).eval()
     ctx = m.context_samples
     n = 4 * ctx
     x = _x(1, n)

@@ -182,3 +182,23 @@ def test_babble_is_unit_rms_and_needs_sources():
     assert out.shape == (5000,) and np.sqrt(np.mean(out.astype(np.float64) ** 2)) == pytest.approx(1, rel=1e-4)
     with pytest.raises(ValueError):
         babble([], 10, clip_rng(0, "b"))
+
+
+def test_noise_folder_splits_into_seen_and_unseen(tmp_path):
+    import soundfile as sf
+
+    from digit_denoise.noise import NoiseConfig, NoiseFolder, is_noise_folder, noise_files, noise_label
+
+    for i in range(10):
+        sf.write(str(tmp_path / f"n{i}.flac"), np.full(800, 0.1 * (i + 1), np.float32), 8000)
+    every = {f.name for f in noise_files(str(tmp_path))}
+    seen = {f.name for f in noise_files(f"{tmp_path}:seen")}
+    unseen = {f.name for f in noise_files(f"{tmp_path}:unseen")}
+    assert len(every) == 10 and len(unseen) == 3 and seen | unseen == every and not seen & unseen
+    assert unseen == {f.name for f in noise_files(f"{tmp_path}:unseen")}  # the same files every time
+    assert is_noise_folder(f"{tmp_path}:unseen") and not is_noise_folder(f"{tmp_path}:other")
+    assert noise_label(f"{tmp_path}:unseen") == f"{tmp_path.name}:unseen" and noise_label("pink") == "pink"
+    assert len(NoiseFolder.load(f"{tmp_path}:unseen", 8000).clips) == 3
+    assert NoiseConfig.parse(f"white,{tmp_path}:seen").kinds[1].endswith(":seen")
+    with pytest.raises(UserError):
+        NoiseConfig.parse(f"{tmp_path}:others")

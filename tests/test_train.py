@@ -214,3 +214,36 @@ def test_every_preset_resolves_and_builds(preset):
     assert count_parameters(m) == 33 if preset == "seed-buggy" else count_parameters(m) > 400_000
     if preset == "best":  # bigger than fast, but still a CPU-runnable size
         assert 4_000_000 < count_parameters(m) < 6_000_000 and cfg.loss == "sisdr+mrstft"
+
+
+def test_ema_and_planned_steps_survive_a_resume(tmp_path, monkeypatch):
+    """`--steps` fixes the schedule across resumes; the EMA is validated, saved as best and resumed exactly."""
+    from safetensors.torch import load_file
+
+    from digit_denoise.train import learning_rate
+
+    monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
+    kw = dict(preset="speech", model_config={"channels": 8, "dilations": [1, 2], "norm": "frame"}, batch_size=8,
+              val_every=6, lr=3e-3, segment=0.5, noise="white,pink", snr="0:5", steps=30, ema=0.9, eq_db=6.0)
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(train_cfg(manifest_path(tmp_path), a, max_steps=12, **kw))
+    hist = read_history(a)
+    cfg = train_cfg(manifest_path(tmp_path), a, **kw)
+    assert hist[-1]["lr"] == pytest.approx(learning_rate(cfg, 11, 30))  # the 30-step plan, not the 12 run
+    assert learning_rate(cfg, 11, 30) > 1.5 * learning_rate(cfg, 29, 30)
+    last = load_file(str(a / "checkpoints" / "last" / "model.safetensors"))
+    best = load_file(str(a / "checkpoints" / "best" / "model.safetensors"))
+    assert any(not torch.equal(last[k], best[k]) for k in last)  # best holds the average, not the raw weights
+    train(train_cfg(manifest_path(tmp_path), b, max_steps=5, save_every=5, **kw))
+    train(train_cfg(manifest_path(tmp_path), b, max_steps=12, **kw))
+    for sub in ("last", "best"):
+        wa = load_file(str(a / "checkpoints" / sub / "model.safetensors"))
+        wb = load_file(str(b / "checkpoints" / sub / "model.safetensors"))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), sub
+    with pytest.raises(UserError, match="--ema"):
+        train(train_cfg(manifest_path(tmp_path), tmp_path / "c", **{**kw, "ema": 1.0}))
+
+
+def manifest_path(tmp_path):
+    path = tmp_path / "data" / "manifest.csv"
+    return path if path.exists() else make_manifest(tmp_path / "data")

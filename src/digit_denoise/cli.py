@@ -147,7 +147,8 @@ def cmd_train(a) -> int:
 
     overrides = {k: getattr(a, k) for k in ("manifest", "out", "lr", "batch_size", "epochs", "max_steps",
                                             "val_every", "save_every", "limit", "val_limit", "seed", "threads", "device",
-                                            "model", "loss", "schedule", "clip_grad", "noise", "snr", "segment", "precision")}
+                                            "model", "loss", "schedule", "clip_grad", "noise", "snr", "segment", "precision",
+                                            "steps", "ema", "snr_focus", "babble_talkers", "speed", "eq_db")}
     if a.compile:
         overrides["compile"] = True
     if a.channels_last:
@@ -181,7 +182,8 @@ def add_train(sub) -> None:
     p.add_argument("--preset", default="seed", choices=list(PRESETS),
                    help="seed: the published recipe done right; seed-buggy: its bug reproduced (comparison only); "
                         "fast: 16 kHz mask network, noise drawn on the fly (the shipped default model); best: a wider, "
-                        "deeper complex-mask network with SI-SDR + MR-STFT loss, 4× the steps (for a GPU)")
+                        "deeper complex-mask network with SI-SDR + MR-STFT loss, 4× the steps (for a GPU); speech: "
+                        "the wideband-speech recipe for long CPU runs (real noise, EMA, compressed-spectrum loss)")
     p.add_argument("--model", default=None, help="model family (default: the preset's)")
     p.add_argument("--model-config", default=None, help="JSON overrides of the model config")
     p.add_argument("--loss", default=None, help="loss (default: the preset's; seed: mse)")
@@ -213,6 +215,20 @@ def add_train(sub) -> None:
     p.add_argument("--snr", default=None, help="waveform models: SNR range of the mixtures in dB (default -10:15)")
     p.add_argument("--segment", type=float, default=None, help="waveform models: seconds per window (default 1.0)")
     p.add_argument("--no-augment", action="store_true", help="waveform models: no tilt/speed augmentation")
+    p.add_argument("--steps", type=int, default=None,
+                   help="planned optimiser steps of the whole run; the learning-rate schedule spans them across "
+                        "resumes (default 0: --epochs × steps per epoch; speech: 30000)")
+    p.add_argument("--ema", type=float, default=None,
+                   help="decay of an exponential moving average of the weights, validated and saved as best "
+                        "(default 0 = off; speech: 0.999)")
+    p.add_argument("--snr-focus", default=None,
+                   help="waveform models: LO:HI@SHARE draws that share of the SNRs from LO…HI dB, the rest from --snr "
+                        "(speech: -12:-4@0.7)")
+    p.add_argument("--babble-talkers", default=None, help="waveform models: talkers per babble mixture, LO:HI "
+                                                          "(default 3:7; speech: 2:8)")
+    p.add_argument("--speed", default=None, help="waveform models: speed/pitch augmentation range (default 0.85:1.15)")
+    p.add_argument("--eq-db", type=float, default=None,
+                   help="waveform models: random peaking EQ of the clean speech, ±dB (default 0 = off; speech: 15)")
     p.add_argument("--restart", action="store_true", help="delete the run folder's state and start over")
 
 

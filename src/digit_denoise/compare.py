@@ -133,7 +133,7 @@ def _snr_text(v: float) -> str:
 
 def build_conditions(noise: str | Sequence[str] | None, snr: str | Sequence[float] | None) -> list[Condition]:
     """The noise × SNR grid (each kind validated by :meth:`NoiseConfig.parse`)."""
-    from .noise import BUILTIN_KINDS, NoiseConfig
+    from .noise import BUILTIN_KINDS, NoiseConfig, noise_label
 
     kinds = parse_list(noise, DEFAULT_NOISE)
     snr_value = DEFAULT_SNR if snr is None else snr
@@ -142,7 +142,7 @@ def build_conditions(noise: str | Sequence[str] | None, snr: str | Sequence[floa
         raise UserError(f"--snr {snr_value!r}: compare needs a list of SNRs such as -8,-5,0,5, not a range")
     out, names = [], set()
     for kind in dict.fromkeys(cfg.kinds):
-        label = kind if kind in BUILTIN_KINDS else Path(kind).name
+        label = noise_label(kind)
         kind_abs = kind if kind in BUILTIN_KINDS else str(Path(kind).resolve())
         for s in dict.fromkeys(cfg.snr):
             name = f"{label}@{_snr_text(s)}dB"

@@ -5,6 +5,9 @@ Layouts
 - ``pairs``: the same naming with ``D_NN_I_noisy.wav`` beside each clean file (given noisy audio).
 - ``fsdd``: ``recordings/D_name_I.wav`` (+ optional ``speakers.json`` with gender).
 - ``folder``: any tree of audio files whose names match a pattern such as ``{digit}_{speaker}_{take}``.
+- ``speech16k``: a folder with ``files.csv`` (corpus, path, speaker, gender, age, text, ...): real
+  wideband speech of many corpora; speakers are ``corpus/speaker``, words that are digits keep their
+  digit (others get -1). Split by :func:`manifest.speech16k_splits` (fixed per-corpus hold-outs).
 - ``auto``: detect one of the above.
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 from .errors import UserError
 from .progress import say
 
-LAYOUTS = ("audiomnist", "pairs", "fsdd", "folder", "auto")
+LAYOUTS = ("audiomnist", "pairs", "fsdd", "folder", "speech16k", "auto")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 AUDIOMNIST_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>\d+)_(?P<take>\d+)$")
 FSDD_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z0-9-]+)_(?P<take>\d+)$")
@@ -177,8 +180,42 @@ def scan_folder(root: Path, pattern: str) -> list[Utterance]:
     return utts
 
 
+SPEECH16K_COLUMNS = ("corpus", "path", "speaker", "gender", "age", "text")
+
+
+def scan_speech16k(root: Path) -> tuple[list[Utterance], dict[str, SpeakerMeta]]:
+    """Utterances of a ``files.csv`` corpus (see the module docstring) and their speakers' metadata."""
+    import csv
+
+    listing = root / "files.csv"
+    try:
+        with listing.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in SPEECH16K_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"{listing}: missing columns {', '.join(missing)}; expected "
+                                f"{', '.join(SPEECH16K_COLUMNS)}")
+            entries = list(reader)
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{listing}: cannot read the file list ({e})") from None
+    utts, meta, takes = [], {}, {}
+    for e in entries:
+        path = root / e["path"]
+        corpus = e["corpus"].strip()
+        # no speaker labels (wake words): one pseudo-speaker per corpus, kept in training
+        speaker = f"{corpus}/{e['speaker'].strip() or 'unlabelled'}"
+        word = e["text"].strip().lower()
+        digit = DIGIT_WORDS.index(word) if word in DIGIT_WORDS else -1
+        take = takes[(speaker, word)] = takes.get((speaker, word), -1) + 1
+        utts.append(Utterance(Path(e["path"]).with_suffix("").as_posix(), path, None, speaker, digit, take))
+        meta.setdefault(speaker, SpeakerMeta(_norm_gender(e.get("gender")), _norm_age(e.get("age"))))
+    return utts, meta
+
+
 def detect_layout(root: Path) -> str:
     """Guess the layout of ``root``; raise :class:`UserError` if nothing fits."""
+    if (root / "files.csv").is_file():
+        return "speech16k"
     files = _audio_files(root)
     if not files:
         raise UserError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found; expected an AudioMNIST "
@@ -221,6 +258,9 @@ def scan_corpus(root: str | Path, layout: str = "auto", pattern: str | None = No
         meta, w = parse_speaker_meta(root / "speakers.json")
         warnings += [w] if w else []
         expected = "recordings/D_name_I.wav files"
+    elif layout == "speech16k":
+        utts, meta = scan_speech16k(root)
+        expected = "files listed in files.csv"
     else:
         if not pattern:
             raise UserError("--layout folder needs --pattern, e.g. --pattern '{digit}_{speaker}_{take}'")

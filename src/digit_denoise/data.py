@@ -16,7 +16,7 @@ import numpy as np
 from .audio import load_audio, write_audio
 from .errors import UserError
 from .manifest import Row, _rel, write_manifest
-from .noise import NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, mix_at_snr
+from .noise import NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, is_noise_folder, mix_at_snr
 from .progress import progress, say
 
 
@@ -81,7 +81,7 @@ def make_noise(row: Row, kind: str, n: int, sr: int, rng: np.random.Generator, *
             raise ValueError("babble needs a BabblePool")
         sources = [cache.get(t.clean_path, sr) for t in pool.talkers(row, babble_talkers, rng)]
         return babble(sources, n, rng)
-    if Path(kind).is_dir():
+    if is_noise_folder(kind):
         return cache.noise_folder(kind, sr).sample(n, rng)
     raise UserError(f"noise {kind!r} for {row.id}: not white/pink/brown/babble and not an existing folder")
 

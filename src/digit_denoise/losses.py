@@ -1,4 +1,4 @@
-"""Training losses for waveform models: SI-SDR, multi-resolution STFT magnitude, and their sum.
+"""Training losses for waveform models: SI-SDR, multi-resolution STFT magnitude, compressed spectra.
 
 Every loss takes ``(estimate, clean)`` as ``Tensor[B, T]`` and returns a scalar to minimise.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-LOSSES = ("sisdr", "mrstft", "sisdr+mrstft")
+LOSSES = ("sisdr", "mrstft", "sisdr+mrstft", "spec+sisdr")
 RESOLUTIONS = ((256, 64), (512, 128), (1024, 256))  # (n_fft, hop) at 16 kHz: 16, 32, 64 ms frames
 
 
@@ -38,6 +38,29 @@ def mrstft(est: Tensor, ref: Tensor) -> Tensor:
     return total / len(RESOLUTIONS)
 
 
+def compressed_spectrum(est: Tensor, ref: Tensor, power: float = 0.3, n_fft: int = 512, hop: int = 128) -> Tensor:
+    """MSE of power-law compressed spectra: 0.3 × complex (|X|^p with X's phase) + 0.7 × magnitude (|X|^p).
+
+    Both signals are first divided by the reference's RMS (per clip), so the loss does not depend on the
+    recording level; the STFT is orthonormally scaled (``normalized=True``).
+    """
+    scale = ref.pow(2).mean(-1, keepdim=True).clamp_min(1e-10).sqrt()
+    win = torch.hann_window(n_fft, device=est.device, dtype=est.dtype).sqrt()
+    e = torch.stft(est / scale, n_fft, hop, window=win, normalized=True, return_complex=True)
+    r = torch.stft(ref / scale, n_fft, hop, window=win, normalized=True, return_complex=True)
+    e_mag = (e.real.pow(2) + e.imag.pow(2) + 1e-8).sqrt()
+    r_mag = (r.real.pow(2) + r.imag.pow(2) + 1e-8).sqrt()
+    e_c, r_c = e / e_mag.pow(1 - power), r / r_mag.pow(1 - power)
+    complex_mse = (e_c.real - r_c.real).pow(2).mean() + (e_c.imag - r_c.imag).pow(2).mean()
+    mag_mse = (e_mag.pow(power) - r_mag.pow(power)).pow(2).mean()
+    return 0.3 * complex_mse + 0.7 * mag_mse
+
+
+def spec_sisdr(est: Tensor, ref: Tensor) -> Tensor:
+    """``100 × compressed_spectrum + (−SI-SDR)``: the hybrid loss of GTCRN's training recipe (30/70/1)."""
+    return 100 * compressed_spectrum(est, ref) + neg_si_sdr(est, ref)
+
+
 def wave_loss(name: str):
     """The loss function called ``name`` (one of :data:`LOSSES`)."""
     if name == "sisdr":
@@ -46,4 +69,6 @@ def wave_loss(name: str):
         return mrstft
     if name == "sisdr+mrstft":
         return lambda est, ref: neg_si_sdr(est, ref) / 20 + mrstft(est, ref)
+    if name == "spec+sisdr":
+        return spec_sisdr
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from .audio import atomic_path, info
 from .corpora import SpeakerMeta, Utterance, scan_corpus
 from .errors import UserError
-from .noise import BUILTIN_KINDS, NoiseConfig, clip_rng
+from .noise import BUILTIN_KINDS, NoiseConfig, clip_rng, noise_label
 from .progress import progress, say
 
 SPLITS = ("train", "val", "test")
@@ -105,6 +105,30 @@ def assign_splits(utts: list[Utterance], test_speakers: int | list[str], val_fra
     return split
 
 
+# Speakers held out per corpus of a ``speech16k`` folder (test, val); corpora not named here and
+# speakers without a label (wake words) are training only.
+SPEECH16K_HOLDOUT = {"speechcommands": (40, 10), "speechocean762": (30, 10), "dspspeech20": (4, 2)}
+
+
+def speech16k_splits(utts: list[Utterance], seed: int) -> dict[str, str]:
+    """Speaker-disjoint train/val/test for a ``speech16k`` corpus: per corpus, a seeded choice of
+    whole speakers for test and val (:data:`SPEECH16K_HOLDOUT`), the rest train."""
+    by_corpus: dict[str, set[str]] = defaultdict(set)
+    for u in utts:
+        if not u.speaker.endswith("/unlabelled"):
+            by_corpus[u.speaker.split("/", 1)[0]].add(u.speaker)
+    role = {}
+    for corpus, speakers in sorted(by_corpus.items()):
+        n_test, n_val = SPEECH16K_HOLDOUT.get(corpus, (0, 0))
+        chosen = sorted(speakers)
+        random.Random(f"speech16k:{seed}:{corpus}").shuffle(chosen)
+        if n_test + n_val >= len(chosen):
+            n_test, n_val = len(chosen) // 3, len(chosen) // 6  # a small corpus: keep most for training
+        role.update({s: "test" for s in chosen[:n_test]})
+        role.update({s: "val" for s in chosen[n_test:n_test + n_val]})
+    return {u.id: role.get(u.speaker, "train") for u in utts}
+
+
 # ------------------------------------------------------------------------------- building
 def build_manifest(corpus: str | Path, out: str | Path, *, layout: str = "auto", pattern: str | None = None,
                    test_speakers="5", val_fraction: float = 0.2, seed: int = 0,
@@ -136,7 +160,10 @@ def build_manifest(corpus: str | Path, out: str | Path, *, layout: str = "auto",
         warnings.append(msg)
     if not readable:
         raise UserError(f"{corpus}: none of the {len(utts)} recordings could be read")
-    split = assign_splits([u for u, _ in readable], parse_test_speakers(test_speakers), val_fraction, seed)
+    if layout == "speech16k":
+        split = speech16k_splits([u for u, _ in readable], seed)
+    else:
+        split = assign_splits([u for u, _ in readable], parse_test_speakers(test_speakers), val_fraction, seed)
     rows = []
     for u, hdr in readable:
         m = meta.get(u.speaker, SpeakerMeta())
@@ -264,7 +291,7 @@ def summary_table(rows: list[Row]) -> str:
         sub = [r for r in rows if r.split == s]
         if not sub:
             continue
-        kinds = Counter(Path(r.noise).name if r.noise not in (*BUILTIN_KINDS, "given") else r.noise for r in sub)
+        kinds = Counter(noise_label(r.noise) for r in sub)
         snrs = sorted({float(r.snr) for r in sub if r.snr}, key=float)
         snr_txt = f" @ {snrs[0]:g}..{snrs[-1]:g} dB" if len(snrs) > 1 else (f" @ {snrs[0]:g} dB" if snrs else "")
         noise = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items())) + snr_txt

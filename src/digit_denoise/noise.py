@@ -20,6 +20,51 @@ BUILTIN_KINDS = ("white", "pink", "brown", "babble")
 NOISE_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
+UNSEEN_SHARE = 0.3  # share of a noise folder's files held out of training by ``DIR:unseen``
+FOLDER_PARTS = ("seen", "unseen")
+
+
+def _split_spec(spec: str) -> tuple[Path, str]:
+    """``DIR``, ``DIR:seen`` or ``DIR:unseen`` → (folder, part); part is "" for the whole folder."""
+    spec = str(spec)
+    head, sep, part = spec.rpartition(":")
+    if sep and part in FOLDER_PARTS and not Path(spec).is_dir():
+        return Path(head), part
+    return Path(spec), ""
+
+
+def is_noise_folder(spec: str) -> bool:
+    """True when ``spec`` names an existing folder (optionally with ``:seen`` / ``:unseen``)."""
+    folder, _ = _split_spec(spec)
+    return folder.is_dir()
+
+
+def noise_files(spec: str) -> list[Path]:
+    """The noise files of ``DIR`` (all), ``DIR:seen`` or ``DIR:unseen``.
+
+    ``unseen`` is a fixed ~30 % of the folder's files (at least one), chosen by a hash of each file
+    name, so the same files are held out on every machine; ``seen`` is the rest. Train on
+    ``DIR:seen`` and evaluate on ``DIR:unseen`` to measure noise the model never heard.
+    """
+    folder, part = _split_spec(spec)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in NOISE_EXTENSIONS and p.is_file())
+    if not part or len(files) < 2:
+        if part and files:
+            raise UserError(f"{spec}: the folder has a single noise file; it cannot be split into seen/unseen")
+        return files
+    ranked = sorted(files, key=lambda f: hashlib.sha256(f"unseen:{f.name}".encode()).hexdigest())
+    unseen = set(ranked[:max(1, round(UNSEEN_SHARE * len(files)))])
+    return [f for f in files if (f in unseen) == (part == "unseen")]
+
+
+def noise_label(spec: str) -> str:
+    """Short display name of a noise kind: ``white`` or ``noise16k:unseen``."""
+    if spec in BUILTIN_KINDS:
+        return spec
+    folder, part = _split_spec(spec)
+    return folder.name + (f":{part}" if part else "")
+
+
 def clip_rng(seed: int, clip_id: str, *keys) -> np.random.Generator:
     """A generator seeded by sha256(seed, clip_id, keys): same inputs, same stream, any process."""
     text = "\x1f".join([str(int(seed)), str(clip_id), *map(str, keys)])
@@ -145,9 +190,9 @@ class NoiseConfig:
         if not kinds:
             raise UserError("--noise: give at least one of white, pink, brown, babble or a folder of noise files")
         for k in kinds:
-            if k not in BUILTIN_KINDS and not Path(k).is_dir():
+            if k not in BUILTIN_KINDS and not is_noise_folder(k):
                 raise UserError(f"--noise {k!r}: not one of {', '.join(BUILTIN_KINDS)} and not an existing folder "
-                                "of noise files")
+                                "of noise files (DIR, DIR:seen or DIR:unseen)")
         if int(babble_talkers) < 1:
             raise UserError(f"--babble-talkers {babble_talkers}: babble needs at least 1 talker")
         choices, rng = parse_snr(snr)
@@ -165,12 +210,12 @@ class NoiseConfig:
     def describe(self) -> str:
         snr = f"{self.snr_range[0]:g}..{self.snr_range[1]:g} dB" if self.snr_range else \
             ",".join(f"{s:g}" for s in self.snr) + " dB"
-        return f"{'+'.join(Path(k).name if k not in BUILTIN_KINDS else k for k in self.kinds)} @ {snr}"
+        return f"{'+'.join(noise_label(k) for k in self.kinds)} @ {snr}"
 
 
 @dataclass
 class NoiseFolder:
-    """A user's folder of noise recordings, loaded once (mono, at one sample rate)."""
+    """A user's folder of noise recordings (or its ``:seen`` / ``:unseen`` part), loaded once (mono)."""
 
     root: Path
     sample_rate: int
@@ -180,8 +225,8 @@ class NoiseFolder:
     def load(cls, root: str | Path, sample_rate: int) -> "NoiseFolder":
         from .audio import load_audio
 
+        files = noise_files(str(root))
         root = Path(root)
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in NOISE_EXTENSIONS and p.is_file())
         if not files:
             raise UserError(f"{root}: no noise files ({', '.join(NOISE_EXTENSIONS)}) found in this folder")
         clips = []

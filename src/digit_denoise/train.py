@@ -53,6 +53,7 @@ class TrainConfig:
     lr: float = 2e-4  # Adam learning rate
     batch_size: int = 128  # global batch size
     epochs: int = 6  # passes over the training split
+    steps: int = 0  # planned optimiser steps of the whole run, across resumes (0 = epochs × steps per epoch)
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit)
     val_every: int = 75  # validate (and save last/best) every N steps
     save_every: int = 0  # also save `last` every N steps (0 = at validation and every 5 minutes)
@@ -64,11 +65,16 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
     schedule: str = "constant"  # learning-rate schedule: constant or cosine (to 5% at the last step)
     clip_grad: float = 0.0  # clip the gradient norm to this value (0 = off)
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); validated and saved as best
     # waveform models only (noise made on the fly, see digit_denoise.wavedata):
     noise: str = "white,pink,brown,colored,babble"  # noise kinds and/or folders of noise recordings
     snr: str = "-10:15"  # SNR range (dB) of the training mixtures
     segment: float = 1.0  # seconds per training window
     augment: bool = True  # spectral tilt + speed/pitch on the clean speech
+    speed: str = "0.85:1.15"  # speed/pitch factor range of the augmentation
+    eq_db: float = 0.0  # random peaking EQ of the clean speech, ±dB (0 = off)
+    babble_talkers: str = "3:7"  # talkers per babble mixture (LO:HI)
+    snr_focus: str = ""  # LO:HI@SHARE: that share of the SNRs drawn from LO…HI dB (the rest from --snr)
     # speed (see `make bench`; none changes what is learned beyond float rounding):
     precision: str = "auto"  # auto (bf16 autocast on a CUDA GPU that has it, else fp32), fp32 or bf16
     compile: bool = False  # torch.compile the model (slow first steps; measured in `make bench`)
@@ -90,6 +96,15 @@ PRESETS: dict[str, dict] = {
                                                 "mask": "complex"},
                  loss="sisdr+mrstft", lr=1e-3, batch_size=32, epochs=240, val_every=500, schedule="cosine",
                  clip_grad=5.0),
+    # The wideband-speech recipe for this CPU (issue 17): a 256-channel, 12-block MaskNet with per-frame
+    # channel norm and a bounded complex mask, compressed-spectrum + SI-SDR loss, EMA of the weights;
+    # speech16k + FSDD, real noise (a folder's :seen part) beside coloured noise and 2–8-talker babble, mostly
+    # −12…−4 dB, EQ/speed/level augmentation. Meant to run for hours on one thread and be resumed.
+    "speech": dict(model="masknet", model_config={"channels": 256, "dilations": [1, 2, 4, 8, 16, 32] * 2,
+                                                  "mask": "complex", "norm": "frame"},
+                   loss="spec+sisdr", lr=1e-3, batch_size=32, steps=30000, epochs=1, val_every=500,
+                   schedule="cosine", clip_grad=5.0, ema=0.999, snr="-12:10", snr_focus="-12:-4@0.7",
+                   babble_talkers="2:8", speed="0.9:1.1", eq_db=15.0),
 }
 
 SAVE_SECONDS = 300.0  # wall-clock interval of the extra `last` saves between validations
@@ -260,11 +275,23 @@ class SeedData:
 
 def make_wave_data(cfg: TrainConfig, sample_rate: int):
     """:class:`wavedata.WaveData` for a waveform model (clips loaded at the model's rate)."""
-    from .wavedata import WaveBatchConfig, WaveData, parse_snr_range, parse_wave_noise
+    from .wavedata import (WaveBatchConfig, WaveData, parse_int_range, parse_snr_focus, parse_snr_range,
+                           parse_wave_noise)
 
     rows = load_rows(cfg.manifest)
+    lo_s, _, hi_s = str(cfg.speed).partition(":")
+    try:
+        speed = (float(lo_s), float(hi_s or lo_s))
+    except ValueError:
+        speed = (0.0, 0.0)
+    if not 0.5 <= speed[0] <= speed[1] <= 2.0:
+        raise UserError(f"--speed {cfg.speed!r}: expected LO:HI between 0.5 and 2, e.g. 0.9:1.1")
+    if not (0 <= cfg.eq_db <= 30):
+        raise UserError(f"--eq-db {cfg.eq_db}: give 0 (off) to 30 dB")
     bcfg = WaveBatchConfig(sample_rate=sample_rate, segment=cfg.segment, snr=parse_snr_range(cfg.snr),
-                           kinds=parse_wave_noise(cfg.noise), augment=cfg.augment)
+                           kinds=parse_wave_noise(cfg.noise), augment=cfg.augment, speed=speed, eq_db=cfg.eq_db,
+                           babble_talkers=parse_int_range(cfg.babble_talkers, "babble-talkers"),
+                           snr_focus=parse_snr_focus(cfg.snr_focus))
     data = WaveData(select(rows, "train", cfg.limit or None), select(rows, "val", cfg.val_limit or None), bcfg,
                     cfg.seed, cfg.batch_size)
     return data
@@ -307,6 +334,34 @@ def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
     if cfg.schedule == "cosine" and total > 1:
         return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / (total - 1))))
     return cfg.lr
+
+
+class EMA:
+    """An exponential moving average of a model's floating-point weights (buffers are copied)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        import copy
+
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        src = model.state_dict()
+        for name, t in self.module.state_dict().items():
+            if t.is_floating_point():
+                t.lerp_(src[name].detach(), 1.0 - self.decay)
+            else:
+                t.copy_(src[name])
+
+    def state(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def load(self, state: dict | None, model: torch.nn.Module) -> None:
+        """Restore a saved average (a run saved before EMA existed starts it from ``model``)."""
+        self.module.load_state_dict(state if state is not None else model.state_dict())
 
 
 # ------------------------------------------------------------------------------ history
@@ -409,13 +464,15 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
     for name in ("batch_size", "epochs", "val_every"):
         if int(getattr(cfg, name)) < 1:
             raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be at least 1")
-    for name in ("max_steps", "limit", "val_limit", "seed", "threads"):
+    for name in ("steps", "max_steps", "limit", "val_limit", "seed", "threads"):
         if int(getattr(cfg, name)) < 0:
             raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must not be negative")
     if cfg.schedule not in ("constant", "cosine"):
         raise UserError(f"--schedule {cfg.schedule!r}: choose constant or cosine")
     if not (cfg.segment > 0.05 and math.isfinite(cfg.segment)):
         raise UserError(f"--segment {cfg.segment}: give seconds > 0.05, e.g. 1.0")
+    if not 0 <= cfg.ema < 1:
+        raise UserError(f"--ema {cfg.ema}: give a decay in [0, 1), e.g. 0.999 (0 = off)")
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise UserError(f"--lr {cfg.lr}: must be a positive number, e.g. 2e-4")
     run = Path(cfg.out)
@@ -472,11 +529,12 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
     amp = autocast_dtype(cfg.precision, device)
 
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total_steps = planned_steps = steps_per_epoch * cfg.epochs  # the schedule spans the planned run
+    total_steps = planned_steps = cfg.steps or steps_per_epoch * cfg.epochs  # the schedule spans the planned run
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     step, best, elapsed = 0, math.inf, 0.0
     window_state = [0.0, 0, 0]
+    ema = EMA(model, cfg.ema) if cfg.ema else None
     if resuming:
         from safetensors.torch import load_file
 
@@ -486,6 +544,8 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
         set_rng_state(state["rng"])
         step, best, elapsed = int(state["step"]), float(state["best_val"]), float(state["elapsed"])
         window_state = state.get("window", [0.0, 0, 0])
+        if ema is not None:
+            ema.load(state.get("ema"), model)
         if dist.main:
             truncate_history(run, step)
         say(f"resuming {run} at step {step}/{total_steps}")
@@ -517,6 +577,8 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         opt.step()
+        if ema is not None:
+            ema.update(model)
         step += 1
         samples += len(idx)
         lv, _ = dist.total(value.detach().item() * len(clean), len(clean))
@@ -526,7 +588,8 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
         bar.update(1)
         bar.set_postfix(loss=f"{lv:.4f}", epoch=epoch + 1)
         if step % cfg.val_every == 0 or step == total_steps:
-            val = evaluate_loss(model, data.val_batches() if wave else data.val_batches(cfg.batch_size), device, loss)
+            kept = ema.module if ema is not None else model  # what is validated and saved as best
+            val = evaluate_loss(kept, data.val_batches() if wave else data.val_batches(cfg.batch_size), device, loss)
             now = time.perf_counter()
             elapsed += now - t0
             record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "train_loss": window / window_n,
@@ -535,9 +598,9 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
             if val < best:
                 best = val
                 if dist.main:
-                    save_checkpoint(best_dir, model, {**meta, "step": step, "val_loss": val})
+                    save_checkpoint(best_dir, kept, {**meta, "step": step, "val_loss": val})
             state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "best_val": best,
-                     "elapsed": elapsed}
+                     "elapsed": elapsed, **({"ema": ema.state()} if ema is not None else {})}
             if dist.main:  # history first: a kill before `last` moves on only repeats this record
                 append_history(run, record)
                 save_checkpoint(last_dir, model, {**meta, "step": step, "val_loss": val}, state)
@@ -551,7 +614,8 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
             # a resume point between validations (a killed run loses at most a few minutes)
             now = time.perf_counter()
             state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "best_val": best,
-                     "elapsed": elapsed + now - t0, "window": [window, window_n, samples]}
+                     "elapsed": elapsed + now - t0, "window": [window, window_n, samples],
+                     **({"ema": ema.state()} if ema is not None else {})}
             if dist.main:
                 save_checkpoint(last_dir, model, {**meta, "step": step}, state)
             dist.barrier()

@@ -5,11 +5,13 @@ array (:class:`ClipBank`). Each batch is then made on tensors, with no per-sampl
 
 - a ``segment``-second window per clip (random crop, or the clip at a random offset in silence);
 - augmentation of the clean speech (train only): a random spectral tilt (±6 dB/octave around 1 kHz,
-  a microphone's colouring) and a per-batch speed/pitch factor (0.85–1.15);
+  a microphone's colouring), optionally a random EQ of a few peaking biquads (``eq_db``), and a
+  per-batch speed/pitch factor (``speed``);
 - noise of a random kind per clip: ``white`` / ``pink`` / ``brown``, ``colored`` (1/f^α with
   α ∈ [−1, 2.5]), ``babble`` (3–7 other clips of the same split summed) or a user noise folder;
-- mixed at an SNR drawn from the range (whole-clip clean power over the clip's own samples, as in
-  :func:`noise.mix_at_snr`); half the pairs (train only) then band-limited to 3.4 / 4 / 5.5 / 8 kHz
+- babble of ``babble_talkers`` other clips of the bank (many speakers), fresh every batch;
+- mixed at an SNR drawn from the range, or with probability ``snr_focus[2]`` from the focus range
+  ``snr_focus[:2]`` (whole-clip clean power over the clip's own samples, as in :func:`noise.mix_at_snr`); half the pairs (train only) then band-limited to 3.4 / 4 / 5.5 / 8 kHz
   as if recorded at a lower rate (noise included: a phone recording's noise stops at its band edge);
   last a random level for the pair (mixture RMS −42…−12 dBFS).
 
@@ -31,7 +33,7 @@ from torch import Tensor
 from .audio import load_audio
 from .errors import UserError
 from .manifest import Row
-from .noise import parse_snr
+from .noise import is_noise_folder, parse_snr
 from .progress import progress
 
 COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
@@ -118,6 +120,29 @@ def lowpass(x: Tensor, cutoff: Tensor, sr: int) -> Tensor:
 BANDWIDTHS = (3400.0, 4000.0, 5500.0, 8000.0)  # telephone, 8 kHz, 11 kHz and 16 kHz recordings
 
 
+def peaking_eq(x: Tensor, n_bands: int, max_db: float, sr: int, gen: torch.Generator) -> Tensor:
+    """Each row through ``n_bands`` random peaking biquads (RBJ cookbook; centre 100 Hz–6 kHz
+    log-uniform, Q 0.5–3, gain ±``max_db``), applied as their magnitude response (zero phase)."""
+    b, length = x.shape
+    f = torch.fft.rfftfreq(length, 1 / sr)
+    w = 2 * torch.pi * f / sr
+    gain = torch.ones(b, len(f))
+    for _ in range(n_bands):
+        f0 = 100.0 * (60.0 ** torch.rand(b, 1, generator=gen))
+        q = 0.5 + 2.5 * torch.rand(b, 1, generator=gen)
+        amp = 10 ** ((torch.rand(b, 1, generator=gen) * 2 - 1) * max_db / 40)
+        w0 = 2 * torch.pi * f0 / sr
+        alpha = torch.sin(w0) / (2 * q)
+        cos0 = torch.cos(w0)
+        num = torch.stack([1 + alpha * amp, -2 * cos0, 1 - alpha * amp])
+        den = torch.stack([1 + alpha / amp, -2 * cos0, 1 - alpha / amp])
+        z = torch.exp(-1j * w)[None, :]  # e^{-jω}
+        h_num = num[0] + num[1] * z + num[2] * z * z
+        h_den = den[0] + den[1] * z + den[2] * z * z
+        gain = gain * (h_num.abs() / h_den.abs().clamp_min(1e-9))
+    return torch.fft.irfft(torch.fft.rfft(x) * gain, length)
+
+
 def tilt(x: Tensor, db_per_octave: Tensor, sr: int) -> Tensor:
     """Apply a spectral tilt of ``db_per_octave[b]`` around 1 kHz (limited to ±18 dB)."""
     f = torch.fft.rfftfreq(x.shape[-1], 1 / sr).clamp(min=60.0)
@@ -131,13 +156,18 @@ class WaveBatchConfig:
     segment: float = 1.0  # seconds per training window
     snr: tuple[float, float] = (-10.0, 15.0)  # SNR range (dB), uniform
     kinds: tuple[str, ...] = WAVE_NOISE_KINDS  # noise kinds and/or noise folders
-    augment: bool = True  # tilt + speed on the clean speech
+    augment: bool = True  # tilt + speed (+ EQ) on the clean speech
+    speed: tuple[float, float] = (0.85, 1.15)  # speed/pitch factor range (per batch)
+    eq_db: float = 0.0  # peaking-EQ gain range ±dB (0: no EQ)
+    eq_bands: int = 3  # peaking biquads per clip when eq_db > 0
+    babble_talkers: tuple[int, int] = (3, 7)  # talkers per babble clip (inclusive range)
+    snr_focus: tuple[float, float, float] | None = None  # (lo, hi, share): share of SNRs drawn from [lo, hi]
 
 
 def parse_wave_noise(noise: str) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in noise.split(",") if k.strip())
     for k in kinds:
-        if k not in WAVE_NOISE_KINDS and not Path(k).is_dir():
+        if k not in WAVE_NOISE_KINDS and not is_noise_folder(k):
             raise UserError(f"--noise {k!r}: use {', '.join(WAVE_NOISE_KINDS)} or a folder of noise recordings")
     if not kinds:
         raise UserError("--noise: give at least one noise kind, e.g. white,pink,babble")
@@ -151,6 +181,33 @@ def parse_snr_range(text: str) -> tuple[float, float]:
     return float(min(values)), float(max(values))
 
 
+def parse_snr_focus(text: str) -> tuple[float, float, float] | None:
+    """``-12:-4@0.7`` → (−12, −4, 0.7): 70 % of the SNRs from −12…−4 dB (the rest from ``--snr``)."""
+    if not str(text).strip():
+        return None
+    rng, sep, share = str(text).partition("@")
+    try:
+        lo, hi = parse_snr_range(rng)
+        p = float(share) if sep else 1.0
+    except (UserError, ValueError):
+        p = -1.0
+    if not 0 <= p <= 1:
+        raise UserError(f"--snr-focus {text!r}: expected LO:HI@SHARE, e.g. -12:-4@0.7")
+    return lo, hi, p
+
+
+def parse_int_range(text: str, name: str) -> tuple[int, int]:
+    """``3:7`` or ``5`` → an inclusive (lo, hi) range of positive integers."""
+    lo, _, hi = str(text).partition(":")
+    try:
+        a, b = int(lo), int(hi or lo)
+    except ValueError:
+        a, b = 0, 0
+    if not 1 <= a <= b:
+        raise UserError(f"--{name} {text!r}: expected LO:HI with 1 ≤ LO ≤ HI, e.g. 2:8")
+    return a, b
+
+
 def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Generator,
                noise_banks: dict[str, ClipBank], augment: bool) -> tuple[Tensor, Tensor]:
     """(noisy, clean) ``Tensor[B, L]`` for clips ``idx`` of ``bank`` (see the module docstring)."""
@@ -158,7 +215,8 @@ def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Gen
     length = int(round(cfg.segment * sr))
     speed = 1.0
     if augment:
-        speed = float(0.85 + 0.3 * torch.rand((), generator=gen))
+        lo_s, hi_s = cfg.speed
+        speed = float(lo_s + (hi_s - lo_s) * torch.rand((), generator=gen))
     grab = int(round(length * speed))
     clean, n_speech = bank.windows(idx, grab, gen)
     if grab != length:  # play faster/slower: pitch and tempo move together
@@ -166,6 +224,8 @@ def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Gen
         n_speech = (n_speech.float() * length / grab).long()
     if augment:
         clean = tilt(clean, torch.rand(b, generator=gen) * 12 - 6, sr)
+        if cfg.eq_db > 0:
+            clean = peaking_eq(clean, cfg.eq_bands, cfg.eq_db, sr, gen)
     p_clean = clean.pow(2).sum(-1) / n_speech.clamp(min=1)
 
     kinds = cfg.kinds
@@ -181,8 +241,9 @@ def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Gen
             part = colored(torch.rand(len(sel), generator=gen) * 3.5 - 1.0, length, sr, gen)
         elif kind == "babble":
             part = torch.zeros(len(sel), length)
-            talkers = torch.randint(3, 8, (len(sel),), generator=gen)
-            for t in range(7):
+            lo_t, hi_t = cfg.babble_talkers
+            talkers = torch.randint(lo_t, hi_t + 1, (len(sel),), generator=gen)
+            for t in range(hi_t):
                 src = torch.randint(len(bank), (len(sel),), generator=gen)
                 voice = unit_power(bank.loops(src, length, gen))
                 part += voice * (t < talkers)[:, None]
@@ -193,6 +254,10 @@ def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Gen
         noise[sel] = part
     lo, hi = cfg.snr
     snr = lo + (hi - lo) * torch.rand(b, generator=gen)
+    if cfg.snr_focus is not None:
+        f_lo, f_hi, share = cfg.snr_focus
+        focus = f_lo + (f_hi - f_lo) * torch.rand(b, generator=gen)
+        snr = torch.where(torch.rand(b, generator=gen) < share, focus, snr)
     noise = noise * (p_clean / 10 ** (snr / 10)).sqrt()[:, None]
     noisy = clean + noise
     if augment:  # half the pairs as if recorded at a lower rate: noise and speech both band-limited

@@ -7,7 +7,9 @@
     Y = M ⊙ X  (magnitude mask: M ∈ [0, 1], noisy phase;  complex mask: |M| < 1 via tanh, phase too)
     Y ──iSTFT (conv_transpose1d, same window, overlap-add)──► wave[B, T]
 
-    residual block (dilation d):  h + conv1x1(PReLU(conv_k×1,dil d(PReLU(h))))
+    residual block (dilation d):  h + conv1x1(PReLU(conv_k×1,dil d(PReLU(norm(h)))))
+    norm: none, or "frame" (each frame's channels to zero mean / unit variance, then a per-channel
+    scale and shift): local in time, so chunked inference still equals whole-file inference.
 
 The analysis/synthesis pair is exact (mask ≡ 1 reconstructs the input to float precision) and is
 made of plain convolutions, so the whole model exports to ONNX and runs on any backend. The
@@ -31,6 +33,7 @@ from ..errors import UserError
 from .config import DictConfig
 
 MASKS = ("magnitude", "complex")
+NORMS = ("none", "frame")
 
 
 @dataclass
@@ -43,11 +46,14 @@ class MaskNetConfig(DictConfig):
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one residual block per entry
     mask: str = "magnitude"  # magnitude (noisy phase) or complex (bounded complex ratio mask)
     floor: float = 1e-8  # added to |X|² before the log
+    norm: str = "none"  # none, or frame (per-frame channel norm at the start of each block)
 
     def __post_init__(self):
         self.dilations = tuple(int(d) for d in self.dilations)
         if self.mask not in MASKS:
             raise ValueError(f"mask {self.mask!r}: choose one of {', '.join(MASKS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm {self.norm!r}: choose one of {', '.join(NORMS)}")
         if self.n_fft % self.hop or self.n_fft // self.hop < 2:
             raise ValueError(f"n_fft {self.n_fft} must be a multiple (≥ 2) of hop {self.hop}")
         if self.kernel % 2 != 1 or self.kernel < 1:
@@ -119,15 +125,31 @@ class STFT(nn.Module):
         return y[:, left:left + t]
 
 
-class Block(nn.Module):
-    def __init__(self, c: int, k: int, d: int):
+class FrameNorm(nn.Module):
+    """``[B, C, F] → [B, C, F]``: each frame's C channels to zero mean and unit variance, then scaled."""
+
+    def __init__(self, c: int, eps: float = 1e-5):
         super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1, c, 1))
+        self.bias = nn.Parameter(torch.zeros(1, c, 1))
+
+    def forward(self, h: Tensor) -> Tensor:
+        mean = h.mean(1, keepdim=True)
+        var = (h - mean).pow(2).mean(1, keepdim=True)
+        return (h - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class Block(nn.Module):
+    def __init__(self, c: int, k: int, d: int, norm: str = "none"):
+        super().__init__()
+        self.norm = FrameNorm(c) if norm == "frame" else nn.Identity()
         self.act1, self.act2 = nn.PReLU(c), nn.PReLU(c)
         self.conv = nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2)
         self.mix = nn.Conv1d(c, c, 1)
 
     def forward(self, h: Tensor) -> Tensor:
-        return h + self.mix(self.act2(self.conv(self.act1(h))))
+        return h + self.mix(self.act2(self.conv(self.act1(self.norm(h)))))
 
 
 class MaskNet(nn.Module):
@@ -141,7 +163,7 @@ class MaskNet(nn.Module):
         bins = cfg.n_fft // 2 + 1
         self.stft = STFT(cfg.n_fft, cfg.hop)
         self.inp = nn.Conv1d(bins, cfg.channels, 1)
-        self.blocks = nn.Sequential(*(Block(cfg.channels, cfg.kernel, d) for d in cfg.dilations))
+        self.blocks = nn.Sequential(*(Block(cfg.channels, cfg.kernel, d, cfg.norm) for d in cfg.dilations))
         self.out_act = nn.PReLU(cfg.channels)
         self.out = nn.Conv1d(cfg.channels, bins * (2 if cfg.mask == "complex" else 1), 1)
 
