@@ -78,9 +78,24 @@ def recover(folder: str | Path) -> Path:
     return folder
 
 
+# models shipped inside the package, by name: (file stem in pretrained/, what it is)
+PACKAGED_MODELS = {"gtcrn": ("gtcrn-dns3", "GTCRN as published, trained on DNS3 by its authors (MIT)")}
+
+
+def packaged_model(name: str) -> Path | None:
+    """The shipped ``.safetensors`` of a packaged model name (``gtcrn``), or None."""
+    if name not in PACKAGED_MODELS:
+        return None
+    path = Path(__file__).resolve().parent / "pretrained" / f"{PACKAGED_MODELS[name][0]}.safetensors"
+    return path if path.is_file() else None
+
+
 def resolve(path: str | Path) -> tuple[Path, Path]:
-    """Find (weights file, json file) for a run folder, a checkpoint folder or a .safetensors/.json file."""
+    """Find (weights file, json file) for a run folder, a checkpoint folder, a .safetensors/.json file or
+    the name of a model shipped with the package (:data:`PACKAGED_MODELS`, when no such file exists)."""
     p = Path(path)
+    if not p.exists() and packaged_model(str(path)) is not None:
+        p = packaged_model(str(path))
     if not p.exists():
         raise UserError(f"{p}: model not found; pass a run folder (runs/NAME), a checkpoint folder or a "
                         ".safetensors file")

@@ -29,6 +29,7 @@ import torch
 
 from . import __version__
 from .audio import atomic_path
+from .checkpoint import PACKAGED_MODELS, packaged_model
 from .errors import UserError
 from .metrics import METRIC_SR, SUMMARY_METRICS, compute_metrics, spectrogram_mse, summarize
 from .progress import progress, say
@@ -102,6 +103,11 @@ def resolve_methods(specs: str | Sequence[str] | None) -> tuple[list[Any], dict[
             seen.add(spec)
             continue
         path = Path(spec).expanduser()
+        if not path.exists() and packaged_model(spec) is not None:  # a model shipped with the package
+            if spec not in seen:
+                methods.append(ModelMethod(packaged_model(spec), spec))
+                seen.add(spec)
+            continue
         if path.exists():
             base = path.name if path.is_dir() else path.stem
             name, k = base, 2
@@ -110,7 +116,7 @@ def resolve_methods(specs: str | Sequence[str] | None) -> tuple[list[Any], dict[
             methods.append(ModelMethod(path, name))
             seen.add(name)
             continue
-        raise UserError(f"--methods: unknown method '{spec}'; choose from {', '.join(peers.PEERS)} "
+        raise UserError(f"--methods: unknown method '{spec}'; choose from {', '.join([*peers.PEERS, *PACKAGED_MODELS])} "
                         "or give a run folder / .safetensors file of a trained model")
     if not methods:
         raise UserError("--methods: none of the requested methods can run here "

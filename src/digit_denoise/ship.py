@@ -41,14 +41,48 @@ def ship(run: str | Path, out_dir: str | Path = PRETRAINED, name: str = "default
     return out_dir / f"{name}.safetensors"
 
 
+def import_gtcrn(weights: str | Path, out_dir: str | Path = PRETRAINED) -> Path:
+    """Package the published GTCRN DNS3 weights (``../shared/pretrained/gtcrn-dns3.safetensors``) with
+    their MIT licence, after loading them with ``strict=True`` (exact names and shapes)."""
+    from safetensors.torch import load_file
+
+    from .checkpoint import model_meta
+    from .models import build_model
+
+    weights, out_dir = Path(weights), Path(out_dir)
+    model = build_model("gtcrn")
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    licence = weights.parent / "LICENSE-gtcrn"
+    meta = model_meta("gtcrn", model.config.to_dict(), {"kind": "wave"}, model.config.sample_rate,
+                      {"trained_on": "DNS Challenge 3 (by the GTCRN authors)",
+                       "licence": "MIT, Copyright (c) Rong Xiaobin: see LICENSE-gtcrn beside this file",
+                       "source": "checkpoints/model_trained_on_dns3.tar of the public repository Xiaobin-Rong/gtcrn"})
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out_dir / "gtcrn-dns3.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    with atomic_path(out_dir / "gtcrn-dns3.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    with atomic_path(out_dir / "LICENSE-gtcrn") as tmp:
+        tmp.write_bytes(licence.read_bytes())
+    for name in ("gtcrn-dns3.safetensors", "gtcrn-dns3.json", "LICENSE-gtcrn"):  # package data: readable by all
+        (out_dir / name).chmod(0o644)
+    return out_dir / "gtcrn-dns3.safetensors"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m digit_denoise.ship", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", help="run folder (its checkpoints/best) or checkpoint folder")
+    ap.add_argument("run", help="run folder (its checkpoints/best) or checkpoint folder; with --import-gtcrn the "
+                                "published gtcrn-dns3.safetensors")
+    ap.add_argument("--import-gtcrn", action="store_true", help="package the published GTCRN weights instead")
     ap.add_argument("--out", default=str(PRETRAINED), help="folder to write default.safetensors/.json into")
     ap.add_argument("--data", default="", help="what it was trained on (recorded in the JSON)")
     ap.add_argument("--licence", default="", help="licence/attribution of the training data (recorded in the JSON)")
     a = ap.parse_args(argv)
+    if a.import_gtcrn:
+        path = import_gtcrn(a.run, a.out)
+        print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB), its .json and LICENSE-gtcrn")
+        return 0
     note = {k: v for k, v in (("trained_on", a.data), ("data_licence", a.licence)) if v}
     path = ship(a.run, a.out, note=note)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json').name}")

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import UserError
 from .attn_unet import AttnUNet, AttnUNetConfig
+from .gtcrn import GTCRN, GTCRNConfig
 from .masknet import MaskNet, MaskNetConfig
 from .seed_buggy import SeedBuggyConfig, SeedBuggyUNet
 from .seed_unet import SeedUNet, SeedUNetConfig
@@ -37,12 +38,15 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "seed-attn": (AttnUNetConfig, AttnUNet),  # seed representation, deeper residual attention U-Net
     "masknet": (MaskNetConfig, MaskNet),  # waveform in/out, spectral mask at 16 kHz
     "tasnet": (TasNetConfig, TasNet),  # waveform in/out, learned encoder/decoder, 4 ms frames (time domain)
+    "gtcrn": (GTCRNConfig, GTCRN),  # waveform in/out, GTCRN (Rong et al. 2024); loads the published DNS3 weights
 }
 
 __all__ = [
     "MODELS",
     "AttnUNet",
     "AttnUNetConfig",
+    "GTCRN",
+    "GTCRNConfig",
     "MaskNet",
     "MaskNetConfig",
     "SeedBuggyConfig",
@@ -320,9 +324,10 @@ def describe(name: str, config_dict=None) -> str:
 
 def wave_flops_per_second(model: nn.Module) -> int:
     """FLOPs (2 × multiply-adds) of a waveform model's convolutions per second of audio."""
-    from . import masknet, tasnet
+    from . import gtcrn, masknet, tasnet
 
-    fn = {MaskNet: masknet.flops_per_second, TasNet: tasnet.flops_per_second}.get(type(model))
+    fn = {MaskNet: masknet.flops_per_second, TasNet: tasnet.flops_per_second,
+          GTCRN: gtcrn.flops_per_second}.get(type(model))
     if fn is None:
         raise TypeError(f"{type(model).__name__} is not a waveform model")
     return fn(model)
@@ -338,6 +343,8 @@ def _describe_wave(name: str, model: nn.Module) -> str:
     ctx = model.context_samples
     if isinstance(model, MaskNet):
         what = f"{cfg.mask} mask, {cfg.n_fft}/{cfg.hop} STFT @ {cfg.sample_rate} Hz"
+    elif isinstance(model, GTCRN):
+        what = f"{'causal' if cfg.causal else 'non-causal'}, complex ratio mask, {cfg.n_fft}/{cfg.hop} STFT"
     else:
         what = f"learned {cfg.filters}-filter encoder, {cfg.kernel}/{cfg.hop} frames @ {cfg.sample_rate} Hz"
     return "\n".join(
