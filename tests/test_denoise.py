@@ -50,6 +50,7 @@ def _hidden(root: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ Denoiser
+@pytest.mark.numerics
 def test_wave_chunked_equals_whole(models):
     """Windows with the receptive field as context each side give the whole-input result (float rounding)."""
     x = _tones(2, 8000 * 7 + 13, 8000)

@@ -24,6 +24,7 @@ def _run(path, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
+@pytest.mark.numerics
 def test_wave_model_matches_pytorch_at_any_length(tmp_path):
     m = save_wave_model(tmp_path / "wave", seed=3)
     s = export_onnx(str(m), tmp_path / "wave.onnx")
@@ -42,11 +43,13 @@ def test_wave_model_matches_pytorch_at_any_length(tmp_path):
     assert json.loads(props["digit_denoise"])["config"] == meta["config"]
 
 
+@pytest.mark.numerics
 def test_complex_mask_model(tmp_path):
     m = save_wave_model(tmp_path / "cplx", config={"mask": "complex"})
     assert export_onnx(str(m), tmp_path / "c.onnx")["max_abs_diff"] < 1e-4
 
 
+@pytest.mark.numerics
 def test_seed_model_exports_its_image_net(tmp_path):
     m = save_seed_model(tmp_path / "seed")
     s = export_onnx(str(m), tmp_path / "seed.onnx")

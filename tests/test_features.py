@@ -73,6 +73,7 @@ def test_config_roundtrip():
     assert SeedFeatureConfig.from_dict({}) == SeedFeatureConfig()
 
 
+@pytest.mark.numerics
 def test_mel_filterbank_matches_librosa():
     ours = mel_filterbank(48000, 2048, 256, dtype=torch.float64).numpy()
     ref = librosa.filters.mel(sr=48000, n_fft=2048, n_mels=256).astype(np.float64)
@@ -90,6 +91,7 @@ def test_mel_filterbank_matches_librosa():
     ((256, 14), (112, 112)), ((112, 112), (256, 46)), ((112, 112), (256, 200)),
     ((10, 13), (31, 40)), ((300, 301), (7, 5)),
 ])
+@pytest.mark.numerics
 def test_area_resize_equals_cv2(in_hw, out_hw):
     x = np.random.default_rng(sum(in_hw) + sum(out_hw)).random(in_hw, dtype=np.float32)
     ref = cv2.resize(x, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_AREA)
@@ -98,6 +100,7 @@ def test_area_resize_equals_cv2(in_hw, out_hw):
     assert np.abs(got - ref).max() < 1e-5
 
 
+@pytest.mark.numerics
 def test_parity_with_librosa_cv2_on_fsdd(fsdd_clips):
     frames = [1 + len(c) // 512 for c in fsdd_clips]
     assert min(frames) < 112 < max(frames)
@@ -116,6 +119,7 @@ def test_parity_with_librosa_cv2_on_fsdd(fsdd_clips):
     assert worst < 1e-3, worst
 
 
+@pytest.mark.numerics
 def test_parity_synthetic_long_and_edge_lengths():
     lens = [3 * SR, 111 * 512, 111 * 512 + 511, 223 * 512 + 7, 5 * 512, 70000]
     clips = [_synthetic(n, i) for i, n in enumerate(lens)]
@@ -126,6 +130,7 @@ def test_parity_synthetic_long_and_edge_lengths():
         assert np.abs(img[i, 0].numpy() - ref).max() < 1e-3
 
 
+@pytest.mark.numerics
 def test_batched_equals_per_clip(fsdd_clips):
     clips = fsdd_clips[::3] + [_synthetic(2 * SR, 7)]
     img, stats = wave_to_seed(clips, SR)
@@ -145,6 +150,7 @@ def test_batched_equals_per_clip(fsdd_clips):
     assert float(wave[1, -1]) == 5.0  # the caller's tensor is left alone
 
 
+@pytest.mark.numerics
 def test_interleaved_lengths_equal_per_clip():
     # clips of equal frame counts that are not neighbours in the batch (an unsorted batch)
     clips = [_synthetic(n, i) for i, n in enumerate([20000, 30000, 20100, 30100, 9000])]

@@ -29,6 +29,7 @@ def test_packaged_weights_load_strictly_and_the_filterbank_is_rebuilt_exactly():
     fresh.load_state_dict(model.state_dict(), strict=True)
 
 
+@pytest.mark.numerics
 @pytest.mark.skipif(not (SHARED / "parity").is_dir(), reason="../shared/pretrained/parity not present")
 @pytest.mark.parametrize("i", range(4))
 def test_matches_the_reference_outputs(i):
@@ -46,6 +47,7 @@ def test_matches_the_reference_outputs(i):
     assert all(torch.equal(packaged[k], shared[k]) for k in shared)
 
 
+@pytest.mark.numerics
 def test_causal_as_published_and_noncausal_starts_identical():
     model, _ = load_model("gtcrn")
     x = _x(16000)

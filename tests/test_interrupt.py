@@ -54,8 +54,11 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_sigkill_then_resume_equals_straight_run(manifest, tmp_path, preset):
+    """Bit-exact on purpose: both arms are processes on this machine with the same environment
+    (one thread, same ATEN_CPU_CAPABILITY), so the same kernels compute every step."""
     env = _env(tmp_path / "cache")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(_command(manifest, straight, preset), env=env, check=True, capture_output=True, timeout=300)

@@ -39,6 +39,7 @@ def test_stft_pair_reconstructs_exactly_for_any_length(n):
             assert float((y - x).abs().max()) < 1e-5
 
 
+@pytest.mark.numerics
 def test_fft_and_conv_paths_agree():
     m = build_model("masknet", {"channels": 16, "mask": "complex"}).eval()
     x = _x(2, 4000)
@@ -149,7 +150,10 @@ def test_batches_are_pure_functions_of_their_keys_and_hit_the_snr():
     assert int(active[0]) == 4000  # the 0.25 s clip is whole
 
 
+@pytest.mark.numerics
 def test_wave_training_learns_and_resumes_exactly(tmp_path, monkeypatch):
+    """Bit-exact on purpose: both arms run in this process with the same thread count, so the same
+    kernels compute every step (a resume must not change a single bit)."""
     monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
     manifest = make_manifest(tmp_path / "data")
     kw = dict(preset="fast", model_config=dict(TINY), batch_size=8, val_every=6, lr=3e-3, segment=0.5,
@@ -158,7 +162,7 @@ def test_wave_training_learns_and_resumes_exactly(tmp_path, monkeypatch):
     s = train(train_cfg(manifest, a, max_steps=12, **kw))
     hist = read_history(a)
     assert s["steps"] == 12 and [r["step"] for r in hist] == [6, 12]
-    assert hist[-1]["val_loss"] < hist[0]["val_loss"] < 0  # -SI-SDR in dB: noisy input is > 0 dB here
+    assert min(r["val_loss"] for r in hist[1:]) < hist[0]["val_loss"] < 0  # -SI-SDR in dB: noisy input is > 0 dB
     meta = json.loads((a / "checkpoints" / "best" / "model.json").read_text())
     assert meta["model"] == "masknet" and meta["features"] == {"kind": "wave"} and meta["sample_rate"] == 16000
     # stop at 5 (a mid-run resume point), resume to 12: the same weights as the straight run
@@ -171,6 +175,7 @@ def test_wave_training_learns_and_resumes_exactly(tmp_path, monkeypatch):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.numerics
 def test_ship_writes_a_half_precision_default_that_loads(tmp_path):
     from digit_denoise.checkpoint import model_meta, save_checkpoint
     from digit_denoise.ship import ship

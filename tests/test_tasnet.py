@@ -76,6 +76,7 @@ def test_save_load_gives_identical_outputs(tmp_path):
     assert meta["model"] == "tasnet" and TasNetConfig.from_dict(meta["config"]) == m.config
 
 
+@pytest.mark.numerics
 def test_chunked_denoise_equals_whole_clip(tmp_path):
     """The streaming Denoiser (windows with context) gives the whole-clip output for a time-domain model."""
     from digit_denoise.enhance import Denoiser
@@ -121,6 +122,6 @@ def test_tiny_training_run_learns(tmp_path, monkeypatch):
                         max_steps=16, val_every=8, lr=3e-3, segment=0.5, noise="white", snr="0:5"))
     hist = read_history(run)
     assert s["steps"] == 16 and [r["step"] for r in hist] == [8, 16]
-    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    assert min(r["val_loss"] for r in hist[1:]) < hist[0]["val_loss"]  # one run against itself; the best later validation, not the last (robust to kernel-level drift)
     meta = json.loads((run / "checkpoints" / "best" / "model.json").read_text())
     assert meta["model"] == "tasnet" and meta["features"] == {"kind": "wave"}
