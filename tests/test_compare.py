@@ -282,3 +282,31 @@ def test_results_page_describes_each_family_with_its_defaults():
     assert d["shape"] == "time domain, 256 filters × 14 blocks" and d["data"] == "x"
     assert _describe({"model": "masknet", "model_config": {"mask": "complex"}})["shape"] == "complex mask, 128 ch × 8 blocks"
     assert _describe({"model": "seed-attn"})["shape"] == "seed-attn"
+
+
+def test_several_manifests_give_per_corpus_results(manifest, tmp_path):
+    """A comma list of manifests: `--limit` clips of each corpus, and every table per corpus too."""
+    from digit_denoise.results import main
+
+    other = make_manifest(tmp_path / "second")  # the same layout under another file name: a second corpus
+    renamed = other.with_name("other.csv")
+    other.rename(renamed)
+    lines = renamed.read_text().splitlines()  # ids must differ between corpora: prefix them
+    head, body = lines[0], lines[1:]
+    renamed.write_text("\n".join([head] + ["x" + line for line in body]) + "\n")
+    out = tmp_path / "rep"
+    s = cmp.compare(f"{manifest},{renamed}", out, split="test", methods="noisy,oracle-irm", noise="white",
+                    snr="0", seed=1, limit=2, workers=0, examples=0, command="test", report=False)
+    assert s["corpora"] == {"manifest": 2, "other": 2} and s["n_clips"] == 4
+    rows = read_csv(out / "per_clip.csv")
+    assert sorted({r["corpus"] for r in rows}) == ["manifest", "other"]
+    by = s["results_by_corpus"]["oracle-irm"]
+    assert set(by) == {"manifest", "other"} and "white@0dB" in by["other"]
+    mine = [float(r["si_sdr"]) for r in rows if r["corpus"] == "other" and r["method"] == "oracle-irm"]
+    assert by["other"]["white@0dB"]["si_sdr"]["mean"] == pytest.approx(np.mean(mine))
+    page = tmp_path / "results.md"
+    assert main([str(out), "-o", str(page)]) == 0
+    text = page.read_text()
+    assert "### per corpus (manifest: 2 clips, other: 2 clips)" in text and "| other | oracle-irm (oracle) |" in text
+    with pytest.raises(UserError, match="appears in two manifests"):
+        cmp.compare(f"{manifest},{manifest}", tmp_path / "dup", methods="noisy", noise="white", snr="0")

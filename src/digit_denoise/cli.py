@@ -352,7 +352,8 @@ def add_compare(sub) -> None:
 
     p = _add(sub, "compare", "compare denoisers (peers, oracles, trained runs) on identical noisy inputs over a "
              "noise × SNR grid; writes per_clip.csv, summary.json and report.html", cmd_compare)
-    p.add_argument("--manifest", required=True, help="manifest CSV from 'data prepare'")
+    p.add_argument("--manifest", required=True,
+                   help="manifest CSV from 'data prepare', or a comma list (a.csv,b.csv): results per corpus too")
     p.add_argument("--out", required=True, help="report folder (must be empty unless --overwrite)")
     p.add_argument("--split", default="test", choices=["all", "train", "val", "test"], help="manifest split")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
@@ -362,7 +363,7 @@ def add_compare(sub) -> None:
                    help="noise kinds of the grid: white, pink, brown, babble or folders of noise files")
     p.add_argument("--snr", default=DEFAULT_SNR, help="input SNRs of the grid in dB, e.g. -8,-5,0,5")
     p.add_argument("--seed", type=int, default=0, help="seed of every condition's noise")
-    p.add_argument("--limit", type=int, default=None, help="use only N clips (spread over the split)")
+    p.add_argument("--limit", type=int, default=None, help="use only N clips of each corpus (spread over the split)")
     p.add_argument("--workers", type=int, default=None, help="metric worker processes (default: min(CPUs, 8))")
     p.add_argument("--examples", type=int, default=3, help="clips rendered as spectrograms and audio in the report")
     p.add_argument("--babble-talkers", type=int, default=5, help="utterances summed into babble noise")

@@ -39,7 +39,7 @@ DEFAULT_METHODS = ("noisy", "noisereduce-stationary", "noisereduce-nonstationary
 DEFAULT_NOISE = "white,pink,brown,babble"
 DEFAULT_SNR = "-8,-5,0,5"
 METRICS = SUMMARY_METRICS + ("mse",)  # summarised per method × condition
-CSV_COLUMNS = ["method", "condition", "noise", "snr", "id", "speaker", "digit", "gender",
+CSV_COLUMNS = ["method", "condition", "noise", "snr", "corpus", "id", "speaker", "digit", "gender",
                "si_sdr", "pesq", "stoi", "si_sdr_noisy", "pesq_noisy", "stoi_noisy",
                "si_sdr_imp", "pesq_imp", "stoi_imp", "mse", "is_oracle"]
 OUTPUTS = ("per_clip.csv", "summary.json", "report.html")
@@ -277,6 +277,41 @@ def text_table(summary: dict) -> str:
     return "\n".join(lines).rstrip()
 
 
+# ------------------------------------------------------------------------------------ test rows
+def corpus_name(speaker: str, manifest: str | Path) -> str:
+    """A clip's corpus: the ``corpus/`` prefix of its speaker (speech16k) or its manifest's file name."""
+    return speaker.split("/", 1)[0] if "/" in speaker else Path(manifest).stem
+
+
+def load_test_rows(manifest: str | Path) -> tuple[list, dict[str, str]]:
+    """Rows of one manifest or a comma list of them, and ``{clip id: corpus}``; ids must be unique."""
+    from .manifest import load_manifest
+
+    rows, corpus = [], {}
+    for m in [p.strip() for p in str(manifest).split(",") if p.strip()]:
+        for r in load_manifest(m):
+            if r.id in corpus:
+                raise UserError(f"--manifest: clip id {r.id!r} appears in two manifests; compare them separately")
+            corpus[r.id] = corpus_name(r.speaker, m)
+            rows.append(r)
+    if not rows:
+        raise UserError("--manifest: give a manifest CSV from 'data prepare'")
+    return rows, corpus
+
+
+def select_per_corpus(rows: list, corpus: dict[str, str], split: str, limit: int | None) -> list:
+    """The ``split`` rows; with ``limit``, at most that many of each corpus (spread over its rows)."""
+    from .manifest import select
+
+    sub = select(rows, split)
+    if not limit:
+        return sub
+    groups: dict[str, list] = {}
+    for r in sub:
+        groups.setdefault(corpus[r.id], []).append(r)
+    return [r for g in groups.values() for r in select(g, None, limit)]
+
+
 # -------------------------------------------------------------------------------------- main
 def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
             methods: str | Sequence[str] | None = None, noise: str | Sequence[str] | None = None,
@@ -289,7 +324,6 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
     ``"folder"`` and ``"rows"`` (the per-clip rows).
     """
     from .data import BabblePool
-    from .manifest import load_manifest, select
 
     out = Path(out)
     _check_out(out, overwrite)
@@ -297,8 +331,8 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
         raise UserError(f"--examples {examples}: give 0 or more")
     method_objs, skipped = resolve_methods(methods)
     grid = build_conditions(noise, snr)
-    all_rows = load_manifest(manifest)
-    rows = select(all_rows, split, limit)
+    all_rows, corpus = load_test_rows(manifest)
+    rows = select_per_corpus(all_rows, corpus, split, limit)
     given = [r for r in rows if r.noisy_path]
     synth = [r for r in rows if not r.noisy_path]
     conditions: list[tuple[Condition, list]] = []
@@ -368,7 +402,7 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
             for k, (r, (clean, noisy), y) in enumerate(zip(crows, pairs, estimates)):
                 idx = len(per_clip)
                 per_clip.append({"method": m.name, "condition": cond.name, "noise": cond.noise, "snr": cond.snr,
-                                 "id": r.id, "speaker": r.speaker, "digit": r.digit, "gender": r.gender or "unknown",
+                                 "corpus": corpus[r.id], "id": r.id, "speaker": r.speaker, "digit": r.digit, "gender": r.gender or "unknown",
                                  "mse": float(mse[k]), "is_oracle": oracle[m.name],
                                  "key": f"{cond.name}/{r.id}"})
                 pending.append((idx, clean, noisy, y, METRIC_SR))
@@ -389,7 +423,8 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
     summary: dict[str, Any] = {
         "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
         "versions": versions(),
-        "manifest": str(Path(manifest).resolve()),
+        "manifest": ",".join(str(Path(m).resolve()) for m in str(manifest).split(",") if m.strip()),
+        "corpora": {c: sum(corpus[r.id] == c for r in rows) for c in dict.fromkeys(corpus[r.id] for r in rows)},
         "split": split,
         "seed": seed,
         "limit": limit,
@@ -407,6 +442,8 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
         "rtf": rtf,
         "rtf_note": "CPU seconds (time.process_time, torch on 1 thread) / audio seconds, summed over clips",
         "results": _nest(by_cond, ("method", "condition")),
+        "results_by_corpus": _nest(_stats(per_clip, ("method", "corpus", "condition")), ("method", "corpus", "condition")),
+        "by_corpus": _nest(_stats(per_clip, ("method", "corpus")), ("method", "corpus")),
         "overall": _nest(overall, ("method",)),
         "by_digit": _nest(_stats(per_clip, ("method", "digit")), ("method", "digit")),
         "by_speaker": _nest(_stats(per_clip, ("method", "speaker")), ("method", "speaker")),

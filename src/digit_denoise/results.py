@@ -92,7 +92,8 @@ def section(folder: Path) -> str:
     held_out = " (speakers held out of its train and val splits)" if s["split"] == "test" else ""
     out = [f"## {folder.name}", "",
            f"`{s.get('command', '')}`", "",
-           f"{s['n_clips']} clips of the `{s['split']}` split of `{Path(s['manifest']).name}`{held_out}, "
+           f"{s['n_clips']} clips of the `{s['split']}` split of "
+           f"{' + '.join(f'`{Path(m).name}`' for m in s['manifest'].split(','))}{held_out}, "
            f"metrics at {s['sample_rate']} Hz; means over clips valid for "
            f"every method. RTF: {s.get('rtf_note', '')}.", ""]
     ours = [m for m in info.values() if m.get("kind") == "ours"]
@@ -105,6 +106,7 @@ def section(folder: Path) -> str:
                        f"{m.get('data') or '—'} | {_f(m.get('parameters'), ',')} | {_f(m.get('steps'), 'd')} | "
                        f"{_f(t / 60 if isinstance(t, (int, float)) else None, '.1f')} min |")
         out.append("")
+    out += corpus_tables(s, info)
     for cond in s["conditions"]:
         c = cond["name"]
         out += [f"### {c}", "", "| method | SI-SDR (dB) | ΔSI-SDR | PESQ-WB | STOI | seed MSE | RTF |",
@@ -120,6 +122,31 @@ def section(folder: Path) -> str:
                        f"{_f(s['rtf'].get(name), '.4f')} |")
         out.append("")
     return "\n".join(out)
+
+
+METRIC_LABELS = (("si_sdr", "SI-SDR (dB)", ".2f"), ("pesq", "PESQ-WB", ".2f"), ("stoi", "STOI", ".3f"))
+
+
+def corpus_tables(s: dict, info: dict) -> list[str]:
+    """Per metric, one table: a row per (corpus, method), a column per condition (multi-corpus reports)."""
+    by = s.get("results_by_corpus") or {}
+    corpora = list(s.get("corpora") or {})
+    if len(corpora) < 2:
+        return []
+    conds = [c["name"] for c in s["conditions"]]
+    out = [f"### per corpus ({', '.join(f'{c}: {n} clips' for c, n in s['corpora'].items())})", ""]
+    for key, label, spec in METRIC_LABELS:
+        out += [f"{label}:", "", "| corpus | method | " + " | ".join(conds) + " |",
+                "|---|---|" + "---:|" * len(conds)]
+        for corpus in corpora:
+            for name, m in info.items():
+                cells = [((by.get(name, {}).get(corpus, {}).get(c) or {}).get(key) or {}).get("mean") for c in conds]
+                if all(v is None for v in cells):
+                    continue
+                label_m = name + (" (oracle)" if m.get("is_oracle") else "") + (" **(ours)**" if m.get("kind") == "ours" else "")
+                out.append(f"| {corpus} | {label_m} | " + " | ".join(_f(v, spec) for v in cells) + " |")
+        out.append("")
+    return out
 
 
 def build(folders: list[Path]) -> str:
