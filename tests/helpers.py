@@ -40,8 +40,8 @@ def make_corpus(root: Path, takes: int = 2) -> Path:
 
 def make_manifest(root: Path, *, test_speakers="1", val_fraction: float = 0.5, snr: str = "0") -> Path:
     """Corpus + manifest (1 test speaker; train/val split of the other two). Returns the manifest path."""
-    from digit_denoise.manifest import prepare
-    from digit_denoise.noise import NoiseConfig
+    from digit_denoise.data.manifest import prepare
+    from digit_denoise.data.noise import NoiseConfig
 
     corpus = make_corpus(root / "corpus")
     out = root / "manifest.csv"

@@ -14,10 +14,10 @@ import soundfile as sf
 
 from digit_denoise import compare as cmp
 from digit_denoise import metrics, peers
-from digit_denoise.data import BabblePool, make_pair
+from digit_denoise.data.pairs import BabblePool, make_pair
 from digit_denoise.errors import UserError
-from digit_denoise.manifest import load_manifest, prepare, select, with_noise
-from digit_denoise.noise import NoiseConfig
+from digit_denoise.data.manifest import load_manifest, prepare, select, with_noise
+from digit_denoise.data.noise import NoiseConfig
 from digit_denoise.audio import resample
 
 SR = 8000

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from digit_denoise import download as dl
-from digit_denoise.download import DATASETS, download
+from digit_denoise.data import download as dl
+from digit_denoise.data.download import DATASETS, download
 from digit_denoise.errors import UserError
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from digit_denoise.data import BabblePool, make_pair
+from digit_denoise.data.pairs import BabblePool, make_pair
 from digit_denoise.errors import UserError
 from digit_denoise.evaluate import evaluate
 from digit_denoise.features import SeedFeatureConfig, wave_to_seed
-from digit_denoise.manifest import load_manifest, select
+from digit_denoise.data.manifest import load_manifest, select
 from digit_denoise.train import train
 
 from helpers import make_manifest, train_cfg

@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 
 from digit_denoise.errors import UserError
-from digit_denoise.manifest import (COLUMNS, assign_splits, build_manifest, load_manifest, manifest_text,
+from digit_denoise.data.manifest import (COLUMNS, assign_splits, build_manifest, load_manifest, manifest_text,
                                     parse_test_speakers, prepare, select, summary_table, with_noise,
                                     write_manifest)
-from digit_denoise.noise import NoiseConfig
+from digit_denoise.data.noise import NoiseConfig
 
 SR = 8000
 SPEAKERS = ("01", "02", "03", "04", "05", "06", "28", "56")
@@ -161,7 +161,7 @@ def test_different_seed_different_split(corpus, tmp_path):
 
 
 def test_assign_splits_ignores_input_order(corpus):
-    from digit_denoise.corpora import scan_corpus
+    from digit_denoise.data.corpora import scan_corpus
 
     utts, *_ = scan_corpus(corpus)
     a = assign_splits(utts, 2, 0.2, 3)
@@ -339,7 +339,7 @@ def test_prepare_writes_and_reports(corpus, tmp_path, capsys):
 def test_speech16k_splits_are_speaker_disjoint_per_corpus(tmp_path):
     from test_corpora import make_speech16k
 
-    from digit_denoise.manifest import SPEECH16K_HOLDOUT, build_manifest
+    from digit_denoise.data.manifest import SPEECH16K_HOLDOUT, build_manifest
 
     root = make_speech16k(tmp_path / "s16")
     rows, _ = build_manifest(root, tmp_path / "m.csv", seed=0)

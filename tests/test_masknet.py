@@ -16,7 +16,7 @@ from digit_denoise.losses import mrstft, neg_si_sdr, wave_loss
 from digit_denoise.models import build_model, count_parameters, model_config
 from digit_denoise.models.masknet import STFT, MaskNetConfig
 from digit_denoise.train import read_history, train
-from digit_denoise.wavedata import ClipBank, WaveBatchConfig, colored, generator, make_batch
+from digit_denoise.data.batches import ClipBank, WaveBatchConfig, colored, generator, make_batch
 
 from helpers import make_manifest, train_cfg
 
@@ -195,7 +195,7 @@ def test_ship_writes_a_half_precision_default_that_loads(tmp_path):
 def test_waveform_training_merges_manifests(tmp_path, monkeypatch):
     """`--manifest a.csv,b.csv`: train/val rows of both; evaluate uses the first manifest."""
     from digit_denoise.evaluate import _run_manifest
-    from digit_denoise.manifest import load_manifest, select
+    from digit_denoise.data.manifest import load_manifest, select
     from digit_denoise.train import make_wave_data
 
     monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))

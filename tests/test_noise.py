@@ -8,7 +8,7 @@ import soundfile as sf
 from scipy.signal import welch
 
 from digit_denoise.errors import UserError
-from digit_denoise.noise import (NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, loop_crop,
+from digit_denoise.data.noise import (NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, loop_crop,
                                  measured_snr, mix_at_snr, parse_snr)
 
 
@@ -187,7 +187,7 @@ def test_babble_is_unit_rms_and_needs_sources():
 def test_noise_folder_splits_into_seen_and_unseen(tmp_path):
     import soundfile as sf
 
-    from digit_denoise.noise import NoiseConfig, NoiseFolder, is_noise_folder, noise_files, noise_label
+    from digit_denoise.data.noise import NoiseConfig, NoiseFolder, is_noise_folder, noise_files, noise_label
 
     for i in range(10):
         sf.write(str(tmp_path / f"n{i}.flac"), np.full(800, 0.1 * (i + 1), np.float32), 8000)

@@ -15,7 +15,7 @@ import soundfile as sf
 
 pytest.importorskip("espeakng_loader")
 
-from digit_denoise import synth  # noqa: E402
+from digit_denoise.data import synth  # noqa: E402
 from digit_denoise.errors import UserError  # noqa: E402
 
 SPEAKERS, TAKES = 4, 2

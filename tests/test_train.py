@@ -147,10 +147,10 @@ def test_bad_options_are_user_errors(tmp_path, manifest):
 def test_feature_cache_follows_file_changes(tmp_path, manifest):
     import soundfile as sf
 
-    from digit_denoise.data import _CACHE, BabblePool
-    from digit_denoise.datasets import cache_dir, cached_seed_images
+    from digit_denoise.data.pairs import _CACHE, BabblePool
+    from digit_denoise.data.seed_cache import cache_dir, cached_seed_images
     from digit_denoise.features import SeedFeatureConfig
-    from digit_denoise.manifest import load_manifest, select
+    from digit_denoise.data.manifest import load_manifest, select
 
     rows = select(load_manifest(manifest), "val", 3)
     feat, pool = SeedFeatureConfig(), BabblePool(rows)

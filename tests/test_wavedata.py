@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from digit_denoise.errors import UserError
-from digit_denoise.wavedata import (ClipBank, WaveBatchConfig, generator, make_batch, parse_int_range,
+from digit_denoise.data.batches import (ClipBank, WaveBatchConfig, generator, make_batch, parse_int_range,
                                     parse_snr_focus, peaking_eq)
 
 

@@ -25,8 +25,8 @@ def _add(sub, name: str, help: str, func) -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------------- data
 def cmd_prepare(a) -> int:
-    from .manifest import prepare, summary_table
-    from .noise import NoiseConfig
+    from .data.manifest import prepare, summary_table
+    from .data.noise import NoiseConfig
 
     noise = NoiseConfig.parse(a.noise, a.snr, a.babble_talkers)
     rows = prepare(a.corpus, a.out, layout=a.layout, pattern=a.pattern, test_speakers=a.test_speakers,
@@ -36,8 +36,8 @@ def cmd_prepare(a) -> int:
 
 
 def cmd_mix(a) -> int:
-    from .data import mix_to_disk
-    from .manifest import load_manifest, select
+    from .data.pairs import mix_to_disk
+    from .data.manifest import load_manifest, select
 
     rows = load_manifest(a.manifest)
     mix_to_disk(select(rows, a.split, a.limit), a.out, sr=a.sample_rate, overwrite=a.overwrite, all_rows=rows)
@@ -45,14 +45,14 @@ def cmd_mix(a) -> int:
 
 
 def cmd_summary(a) -> int:
-    from .manifest import load_manifest, summary_table
+    from .data.manifest import load_manifest, summary_table
 
     print(summary_table(load_manifest(a.manifest)))
     return 0
 
 
 def cmd_synth(a) -> int:
-    from .synth import synthesize_corpus
+    from .data.synth import synthesize_corpus
 
     s = synthesize_corpus(a.out, speakers=a.speakers, takes=a.takes, seed=a.seed, overwrite=a.overwrite)
     print(f"synthesised {s['files']} clips of {s['speakers']} speakers "
@@ -61,7 +61,7 @@ def cmd_synth(a) -> int:
 
 
 def cmd_download(a) -> int:
-    from .download import download
+    from .data.download import download
 
     path = download(a.dataset, a.to, url=a.url, sha256=a.sha256, overwrite=a.overwrite)
     print(f"{a.dataset} is in {path}")

@@ -139,7 +139,7 @@ def _snr_text(v: float) -> str:
 
 def build_conditions(noise: str | Sequence[str] | None, snr: str | Sequence[float] | None) -> list[Condition]:
     """The noise × SNR grid (each kind validated by :meth:`NoiseConfig.parse`)."""
-    from .noise import BUILTIN_KINDS, NoiseConfig, noise_label
+    from .data.noise import BUILTIN_KINDS, NoiseConfig, noise_label
 
     kinds = parse_list(noise, DEFAULT_NOISE)
     snr_value = DEFAULT_SNR if snr is None else snr
@@ -171,9 +171,9 @@ def _check_babble(rows, all_rows) -> None:
 
 def condition_inputs(rows, cond: Condition, seed: int, pool, babble_talkers: int = 5):
     """(rows with the condition's recipe, [(clean16, noisy16)]): the one noisy input per clip."""
-    from .data import make_pair
-    from .manifest import with_noise
-    from .noise import NoiseConfig
+    from .data.pairs import make_pair
+    from .data.manifest import with_noise
+    from .data.noise import NoiseConfig
 
     if cond.name == "given":
         crow = list(rows)
@@ -285,7 +285,7 @@ def corpus_name(speaker: str, manifest: str | Path) -> str:
 
 def load_test_rows(manifest: str | Path) -> tuple[list, dict[str, str]]:
     """Rows of one manifest or a comma list of them, and ``{clip id: corpus}``; ids must be unique."""
-    from .manifest import load_manifest
+    from .data.manifest import load_manifest
 
     rows, corpus = [], {}
     for m in [p.strip() for p in str(manifest).split(",") if p.strip()]:
@@ -301,7 +301,7 @@ def load_test_rows(manifest: str | Path) -> tuple[list, dict[str, str]]:
 
 def select_per_corpus(rows: list, corpus: dict[str, str], split: str, limit: int | None) -> list:
     """The ``split`` rows; with ``limit``, at most that many of each corpus (spread over its rows)."""
-    from .manifest import select
+    from .data.manifest import select
 
     sub = select(rows, split)
     if not limit:
@@ -323,7 +323,7 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
     Returns the summary dict (as written to ``summary.json``) plus ``"table"`` (the text table),
     ``"folder"`` and ``"rows"`` (the per-clip rows).
     """
-    from .data import BabblePool
+    from .data.pairs import BabblePool
 
     out = Path(out)
     _check_out(out, overwrite)

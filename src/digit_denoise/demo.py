@@ -16,11 +16,11 @@ from .errors import UserError
 
 
 def run_demo(out: str | Path, speakers: int = 12, takes: int = 4, steps: int = 40, seed: int = 0) -> dict:
-    from .data import mix_to_disk
+    from .data.pairs import mix_to_disk
     from .evaluate import evaluate
-    from .manifest import load_manifest, prepare, select, summary_table
-    from .noise import NoiseConfig
-    from .synth import synthesize_corpus
+    from .data.manifest import load_manifest, prepare, select, summary_table
+    from .data.noise import NoiseConfig
+    from .data.synth import synthesize_corpus
     from .train import resolve_config, train
 
     out = Path(out)

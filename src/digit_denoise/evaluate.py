@@ -26,11 +26,11 @@ import torch
 
 from .audio import atomic_path, write_audio
 from .checkpoint import load_model
-from .data import BabblePool, make_pair
-from .datasets import cached_seed_images
+from .data.pairs import BabblePool, make_pair
+from .data.seed_cache import cached_seed_images
 from .errors import UserError
 from .features import SeedFeatureConfig
-from .manifest import load_manifest, select
+from .data.manifest import load_manifest, select
 from .progress import progress, say
 
 

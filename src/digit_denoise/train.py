@@ -31,11 +31,11 @@ import torch.nn.functional as F
 
 from .audio import atomic_path
 from .checkpoint import load_state, model_meta, recover, save_checkpoint, set_rng_state, rng_state
-from .data import BabblePool
-from .datasets import cached_seed_images, epoch_order, seed_images
+from .data.pairs import BabblePool
+from .data.seed_cache import cached_seed_images, epoch_order, seed_images
 from .errors import UserError
 from .features import SeedFeatureConfig
-from .manifest import load_manifest, select
+from .data.manifest import load_manifest, select
 from .models import build_model, count_parameters, model_config
 from .progress import progress, say
 
@@ -66,7 +66,7 @@ class TrainConfig:
     schedule: str = "constant"  # learning-rate schedule: constant or cosine (to 5% at the last step)
     clip_grad: float = 0.0  # clip the gradient norm to this value (0 = off)
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); validated and saved as best
-    # waveform models only (noise made on the fly, see digit_denoise.wavedata):
+    # waveform models only (noise made on the fly, see digit_denoise.data.batches):
     noise: str = "white,pink,brown,colored,babble"  # noise kinds and/or folders of noise recordings
     snr: str = "-10:15"  # SNR range (dB) of the training mixtures
     segment: float = 1.0  # seconds per training window
@@ -254,7 +254,7 @@ class SeedData:
         if not self.fresh_noise or epoch == 0:
             return self.train
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-            from .noise import NoiseConfig
+            from .data.noise import NoiseConfig
 
             kinds = tuple(sorted({r.noise for r in self.train_rows if r.noise != "given"})) or ("white",)
             snrs = tuple(sorted({float(r.snr) for r in self.train_rows if r.snr}))
@@ -275,7 +275,7 @@ class SeedData:
 
 def make_wave_data(cfg: TrainConfig, sample_rate: int):
     """:class:`wavedata.WaveData` for a waveform model (clips loaded at the model's rate)."""
-    from .wavedata import (WaveBatchConfig, WaveData, parse_int_range, parse_snr_focus, parse_snr_range,
+    from .data.batches import (WaveBatchConfig, WaveData, parse_int_range, parse_snr_focus, parse_snr_range,
                            parse_wave_noise)
 
     rows = load_rows(cfg.manifest)

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import atomic_path
-from .data import BabblePool, make_pair
-from .features import SeedFeatureConfig, SeedFeatures
+from ..audio import atomic_path
+from .pairs import BabblePool, make_pair
+from ..features import SeedFeatureConfig, SeedFeatures
 from .manifest import Row
 from .noise import NoiseConfig
-from .progress import progress
+from ..progress import progress
 
 CACHE_VERSION = 1
 

@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .audio import load_audio
-from .errors import UserError
+from ..audio import load_audio
+from ..errors import UserError
 from .manifest import Row
 from .noise import is_noise_folder, parse_snr
-from .progress import progress
+from ..progress import progress
 
 COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 WAVE_NOISE_KINDS = ("white", "pink", "brown", "colored", "babble")

@@ -36,9 +36,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .audio import write_audio
-from .errors import UserError
-from .progress import progress
+from ..audio import write_audio
+from ..errors import UserError
+from ..progress import progress
 
 MISSING_EXTRA = ("synthetic speech needs the optional extra: pip install 'digit-denoise[synth]' "
                  "(espeak-ng, GPL-3.0-or-later)")
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m digit_denoise.synth", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m digit_denoise.data.synth", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output folder (AudioMNIST layout)")
     p.add_argument("--speakers", type=int, default=30)
     p.add_argument("--takes", type=int, default=10)

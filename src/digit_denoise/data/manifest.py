@@ -18,11 +18,11 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from .audio import atomic_path, info
+from ..audio import atomic_path, info
 from .corpora import SpeakerMeta, Utterance, scan_corpus
-from .errors import UserError
+from ..errors import UserError
 from .noise import BUILTIN_KINDS, NoiseConfig, clip_rng, noise_label
-from .progress import progress, say
+from ..progress import progress, say
 
 SPLITS = ("train", "val", "test")
 

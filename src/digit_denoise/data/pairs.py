@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import load_audio, write_audio
-from .errors import UserError
+from ..audio import load_audio, write_audio
+from ..errors import UserError
 from .manifest import Row, _rel, write_manifest
 from .noise import NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, is_noise_folder, mix_at_snr
-from .progress import progress, say
+from ..progress import progress, say
 
 
 class AudioCache:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 BUILTIN_KINDS = ("white", "pink", "brown", "babble")
 NOISE_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -223,7 +223,7 @@ class NoiseFolder:
 
     @classmethod
     def load(cls, root: str | Path, sample_rate: int) -> "NoiseFolder":
-        from .audio import load_audio
+        from ..audio import load_audio
 
         files = noise_files(str(root))
         root = Path(root)

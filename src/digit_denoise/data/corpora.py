@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .progress import say
+from ..errors import UserError
+from ..progress import say
 
 LAYOUTS = ("audiomnist", "pairs", "fsdd", "folder", "speech16k", "auto")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")

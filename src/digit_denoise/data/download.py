@@ -31,8 +31,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import UserError
-from .progress import progress, say
+from ..errors import UserError
+from ..progress import progress, say
 
 TEMP_PREFIX = ".digit-denoise-download-"
 CHUNK = 1 << 16
