@@ -274,7 +274,7 @@ def bench_runtime(steps: int) -> dict:
 
 
 def bench_inference(seconds: float) -> dict:
-    from digit_denoise import peers
+    from digit_denoise.compare import peers
     from digit_denoise.enhance import Denoiser
 
     sr = 16000

@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 
 from digit_denoise import compare as cmp
-from digit_denoise import metrics, peers
+from digit_denoise import metrics
+from digit_denoise.compare import peers
 from digit_denoise.data.pairs import BabblePool, make_pair
 from digit_denoise.errors import UserError
 from digit_denoise.data.manifest import load_manifest, prepare, select, with_noise
@@ -226,7 +227,7 @@ def test_cli_compare(manifest, tmp_path, capsys):
 
 
 def test_results_page_is_generated_from_the_report(result, tmp_path):
-    from digit_denoise.results import main
+    from digit_denoise.compare.results import main
 
     out = tmp_path / "docs" / "results.md"
     s, folder = result
@@ -251,7 +252,7 @@ def test_results_describe_runs_and_model_files(tmp_path):
     """The ablation columns come from a run's config.json or from the JSON beside a model file."""
     from digit_denoise.checkpoint import model_meta, save_checkpoint
     from digit_denoise.models import build_model
-    from digit_denoise.results import _run_info
+    from digit_denoise.compare.results import _run_info
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -276,7 +277,7 @@ def test_results_describe_runs_and_model_files(tmp_path):
 
 
 def test_results_page_describes_each_family_with_its_defaults():
-    from digit_denoise.results import _describe
+    from digit_denoise.compare.results import _describe
 
     d = _describe({"model": "tasnet", "model_config": {}, "preset": "fast", "loss": "sisdr", "manifest": "/d/x.csv"})
     assert d["shape"] == "time domain, 256 filters × 14 blocks" and d["data"] == "x"
@@ -286,7 +287,7 @@ def test_results_page_describes_each_family_with_its_defaults():
 
 def test_several_manifests_give_per_corpus_results(manifest, tmp_path):
     """A comma list of manifests: `--limit` clips of each corpus, and every table per corpus too."""
-    from digit_denoise.results import main
+    from digit_denoise.compare.results import main
 
     other = make_manifest(tmp_path / "second")  # the same layout under another file name: a second corpus
     renamed = other.with_name("other.csv")

@@ -16,7 +16,7 @@ from digit_denoise.losses import mrstft, neg_si_sdr, wave_loss
 from digit_denoise.models import build_model, count_parameters, model_config
 from digit_denoise.models.masknet import STFT, MaskNetConfig
 from digit_denoise.train import read_history, train
-from digit_denoise.data.batches import ClipBank, WaveBatchConfig, colored, generator, make_batch
+from digit_denoise.data.batches import ClipBank, WaveBatchConfig, generator, make_batch
 
 from helpers import make_manifest, train_cfg
 
@@ -117,18 +117,6 @@ def test_losses():
     assert float(wave_loss("sisdr+mrstft")(noisy, c)) > float(wave_loss("sisdr+mrstft")(c, c))
     with pytest.raises(ValueError):
         wave_loss("l1")
-
-
-def test_colored_noise_slopes():
-    gen = generator("t", 0)
-    x = colored(torch.tensor([0.0, 1.0, 2.0]), 16000 * 4, 16000, gen)
-    assert torch.allclose(x.pow(2).mean(-1), torch.ones(3), atol=1e-3)
-    spec = torch.fft.rfft(x).abs().pow(2)
-    f = torch.fft.rfftfreq(x.shape[-1], 1 / 16000)
-    lo, hi = (f > 200) & (f < 400), (f > 3200) & (f < 6400)
-    ratio_db = 10 * torch.log10(spec[:, lo].mean(-1) / spec[:, hi].mean(-1))
-    # 4 octaves apart: white ≈ 0 dB, pink ≈ 12 dB, brown ≈ 24 dB
-    assert [round(float(r) / 12) for r in ratio_db] == [0, 1, 2]
 
 
 def test_batches_are_pure_functions_of_their_keys_and_hit_the_snr():

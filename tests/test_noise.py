@@ -8,7 +8,7 @@ import soundfile as sf
 from scipy.signal import welch
 
 from digit_denoise.errors import UserError
-from digit_denoise.data.noise import (NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, loop_crop,
+from digit_denoise.data.noise import (NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, loop_crop, noise_signal,
                                  measured_snr, mix_at_snr, parse_snr)
 
 
@@ -44,7 +44,7 @@ def _slope_db_per_octave(x: np.ndarray, sr: int = 16000) -> float:
 
 @pytest.mark.parametrize("kind,lo,hi", [("white", -0.5, 0.5), ("pink", -3.6, -2.4), ("brown", -6.6, -5.4)])
 def test_colored_noise_spectral_slope(kind, lo, hi):
-    x = colored_noise(kind, 16000 * 8, clip_rng(3, "spec", kind))
+    x = noise_signal(kind, 16000 * 8, clip_rng(3, "spec", kind), sr=16000)
     assert x.dtype == np.float32 and x.shape == (16000 * 8,)
     assert np.sqrt(np.mean(x.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-4)
     assert abs(float(np.mean(x))) < 0.05  # DC removed (brown has no random-walk drift)
@@ -52,13 +52,34 @@ def test_colored_noise_spectral_slope(kind, lo, hi):
 
 
 def test_colored_noise_edge_cases():
-    assert colored_noise("pink", 0, clip_rng(0, "x")).shape == (0,)
-    assert colored_noise("brown", 1, clip_rng(0, "x")).shape == (1,)
-    assert colored_noise("brown", 7, clip_rng(0, "x")).shape == (7,)
+    assert colored_noise(1.0, 0, clip_rng(0, "x")).shape == (0,)
+    assert colored_noise(2.0, 1, clip_rng(0, "x")).shape == (1,)
+    assert colored_noise(2.0, 7, clip_rng(0, "x")).shape == (7,)
     with pytest.raises(ValueError):
-        colored_noise("purple", 10, clip_rng(0, "x"))
-    a = colored_noise("pink", 500, clip_rng(0, "x"))
-    assert np.array_equal(a, colored_noise("pink", 500, clip_rng(0, "x")))
+        noise_signal("purple", 10, clip_rng(0, "x"), sr=8000)
+    a = noise_signal("pink", 500, clip_rng(0, "x"), sr=8000)
+    assert np.array_equal(a, noise_signal("pink", 500, clip_rng(0, "x"), sr=8000))
+
+
+def test_coloured_power_stays_in_the_audible_band():
+    """Below 40 Hz every colour is flat: brown noise is not a sub-audio rumble of nominal power."""
+    for kind in ("pink", "brown"):
+        x = noise_signal(kind, 16000 * 4, clip_rng(1, "band", kind), sr=16000)
+        spec = np.abs(np.fft.rfft(x)) ** 2
+        f = np.fft.rfftfreq(x.size, 1 / 16000)
+        # unfloored 1/f and 1/f² would put ~41 % and ~98 % of the power below 40 Hz
+        assert spec[f < 40].sum() / spec.sum() < (0.2 if kind == "pink" else 0.6)
+
+
+def test_training_batches_and_evaluation_pairs_share_one_noise_implementation():
+    """The same kind from the same generator state is the same signal, whoever asks for it."""
+    from digit_denoise.data import batches, pairs
+
+    assert batches.noise_signal is noise_signal is pairs.noise_signal
+    rng_a, rng_b = clip_rng(0, "c", "colored"), clip_rng(0, "c", "colored")
+    a = noise_signal("colored", 4000, rng_a, sr=16000)
+    b = noise_signal("colored", 4000, rng_b, sr=16000)
+    assert np.array_equal(a, b) and abs(float(np.sqrt(np.mean(a.astype(np.float64) ** 2))) - 1) < 1e-4
 
 
 # --------------------------------------------------------------------------------- SNR
@@ -70,7 +91,7 @@ def test_mix_at_snr_is_accurate(kind, snr):
     if kind == "babble":
         noise = babble([tone(f0=f) for f in (120, 150, 210)], clean.size, rng)
     else:
-        noise = colored_noise(kind, clean.size, rng)
+        noise = noise_signal(kind, clean.size, rng, sr=8000)
     noisy, scaled = mix_at_snr(clean, noise, snr)
     assert noisy.dtype == np.float32 and noisy.shape == clean.shape
     assert abs(measured_snr(clean, noisy) - snr) < 0.1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from digit_denoise import peers
+from digit_denoise.compare import peers
 from digit_denoise.audio import resample
 from digit_denoise.errors import UserError
 

@@ -10,13 +10,24 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from .errors import UserError
+
+# File extensions taken as audio (in folders, corpora, noise folders and for output names) and the
+# libsndfile format each one means: the one list of audio extensions in the package.
+AUDIO_FORMATS = {
+    ".wav": "WAV", ".wave": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".opus": "OGG", ".mp3": "MP3",
+    ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF", ".au": "AU", ".snd": "AU", ".caf": "CAF", ".w64": "W64",
+    ".rf64": "RF64", ".voc": "VOC", ".sd2": "SD2", ".ircam": "IRCAM", ".sf": "IRCAM", ".nist": "NIST",
+    ".sph": "NIST", ".avr": "AVR", ".htk": "HTK", ".paf": "PAF", ".pvf": "PVF", ".xi": "XI", ".mat": "MAT5",
+    ".svx": "SVX", ".8svx": "SVX", ".wve": "WVE", ".mpc": "MPC2K",
+}
+AUDIO_EXTENSIONS = tuple(AUDIO_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -57,16 +68,41 @@ def _short(e: Exception) -> str:
     return msg[:160]
 
 
-def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Resample ``(channels, samples)`` or ``(samples,)`` float audio with soxr (HQ)."""
+def load_mono(path: str | os.PathLike, sr: int) -> np.ndarray:
+    """A file as mono float32 ``[samples]`` at ``sr``: the package's one clip loader (see :func:`load_audio`)."""
+    audio, _ = load_audio(path, sr=sr, mono=True)
+    return np.ascontiguousarray(audio[0], dtype=np.float32)
+
+
+def resample_stream(blocks: Iterable[np.ndarray], sr_in: int, sr_out: int) -> Iterator[np.ndarray]:
+    """soxr (HQ) streaming resampler over blocks ``[C, n]``: the package's one resampler. The
+    output of all blocks is that of the whole signal (length ``round(n_total · sr_out / sr_in)``)."""
     if sr_in == sr_out:
-        return audio.astype(np.float32, copy=False)
-    if audio.shape[-1] == 0:
-        n = 0
-        return np.zeros(audio.shape[:-1] + (n,), dtype=np.float32)
-    x = np.ascontiguousarray(audio.T if audio.ndim == 2 else audio, dtype=np.float32)
-    y = soxr.resample(x, sr_in, sr_out, quality="HQ")
-    return np.ascontiguousarray(y.T if audio.ndim == 2 else y, dtype=np.float32)
+        yield from blocks
+        return
+    stream, channels = None, 0
+    for block in blocks:
+        if stream is None:
+            channels = block.shape[0]
+            stream = soxr.ResampleStream(sr_in, sr_out, channels, dtype="float32", quality="HQ")
+        y = stream.resample_chunk(np.ascontiguousarray(block.T, dtype=np.float32), last=False)
+        if len(y):
+            yield np.ascontiguousarray(y.T)
+    if stream is not None:
+        y = stream.resample_chunk(np.zeros((0, channels), np.float32), last=True)
+        if len(y):
+            yield np.ascontiguousarray(y.T)
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample ``(channels, samples)`` or ``(samples,)`` float audio (:func:`resample_stream` in one block)."""
+    x = np.asarray(audio, np.float32)
+    if sr_in == sr_out:
+        return x
+    x2 = x[None] if x.ndim == 1 else x
+    parts = list(resample_stream([x2], sr_in, sr_out))
+    y = np.concatenate(parts, axis=-1) if parts else np.zeros((x2.shape[0], 0), np.float32)
+    return np.ascontiguousarray(y[0] if x.ndim == 1 else y, dtype=np.float32)
 
 
 def load_audio(path: str | os.PathLike, sr: int | None = None, mono: bool = False,
@@ -142,9 +178,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int, *, subtype:
     data = np.asarray(audio, dtype=np.float32)
     data = data.T if data.ndim == 2 else data
     if format is None:
-        ext = path.suffix.lower().lstrip(".")
-        format = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3", "aiff": "AIFF",
-                  "aif": "AIFF"}.get(ext)
+        format = AUDIO_FORMATS.get(path.suffix.lower())
         if format is None:
             raise UserError(f"{path}: unknown output extension '{path.suffix}'; use .wav, .flac, .ogg or .mp3")
     if subtype is not None and not sf.check_format(format, subtype):

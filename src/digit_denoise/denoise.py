@@ -31,7 +31,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from .audio import AudioInfo, atomic_path, info, read_blocks
+from .audio import AUDIO_FORMATS, AudioInfo, atomic_path, info, read_blocks
 from .errors import UserError
 from .progress import progress, say
 
@@ -43,14 +43,6 @@ FORMATS = {
     "opus": ("OGG", "OPUS", ".opus"),
     "mp3": ("MP3", "MPEG_LAYER_III", ".mp3"),
     "aiff": ("AIFF", None, ".aiff"),
-}
-# extensions taken as audio in folders (and for -o FILE): what libsndfile reads
-AUDIO_EXTENSIONS = {
-    ".wav": "WAV", ".wave": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".opus": "OGG", ".mp3": "MP3",
-    ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF", ".au": "AU", ".snd": "AU", ".caf": "CAF", ".w64": "W64",
-    ".rf64": "RF64", ".voc": "VOC", ".sd2": "SD2", ".ircam": "IRCAM", ".sf": "IRCAM", ".nist": "NIST",
-    ".sph": "NIST", ".avr": "AVR", ".htk": "HTK", ".paf": "PAF", ".pvf": "PVF", ".xi": "XI", ".mat": "MAT5",
-    ".svx": "SVX", ".8svx": "SVX", ".wve": "WVE", ".mpc": "MPC2K",
 }
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # can hold values beyond ±1: never limited
 HIGH_RES = ("PCM_24", "PCM_32", "FLOAT", "DOUBLE")
@@ -96,7 +88,7 @@ def output_format(hdr: AudioInfo, fmt: str | None, dst_suffix: str | None) -> tu
     if fmt is None and dst_suffix:
         fmt = next((k for k, v in FORMATS.items() if v[2] == dst_suffix), None)
         if fmt is None:
-            known = AUDIO_EXTENSIONS.get(dst_suffix)
+            known = AUDIO_FORMATS.get(dst_suffix)
             if known != hdr.format:
                 raise UserError(f"output extension '{dst_suffix}': use .wav, .flac, .ogg, .opus, .mp3 or .aiff "
                                 "(or the input's own extension)")
@@ -161,7 +153,7 @@ def plan(inputs: list[str], output: str, *, fmt: str | None = None, recursive: b
     for src, dst in found:
         job = Job(src)
         jobs.append(job)
-        if not single and src.suffix.lower() not in AUDIO_EXTENSIONS:
+        if not single and src.suffix.lower() not in AUDIO_FORMATS:
             job.status, job.reason = "skipped", f"not an audio file name ('{src.suffix or src.name}')"
             continue
         try:

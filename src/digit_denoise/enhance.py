@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .audio import read_blocks, resample
+from .audio import read_blocks, resample, resample_stream
 from .checkpoint import load_model
 from .errors import UserError
 from .features import SeedFeatureConfig, seed_invert, wave_to_seed
@@ -127,28 +127,6 @@ def overlap_add(blocks: Iterable[np.ndarray], fn: Callable[[np.ndarray], np.ndar
     if tail is not None:
         y[:, :overlap] += tail
     yield y
-
-
-def resample_stream(blocks: Iterable[np.ndarray], sr_in: int, sr_out: int) -> Iterator[np.ndarray]:
-    """soxr (HQ) streaming resampler over blocks ``[C, n]``; identical to :func:`audio.resample` of the
-    concatenated input (output length ``round(n_total · sr_out / sr_in)``)."""
-    if sr_in == sr_out:
-        yield from blocks
-        return
-    import soxr
-
-    stream, channels = None, 0
-    for block in blocks:
-        if stream is None:
-            channels = block.shape[0]
-            stream = soxr.ResampleStream(sr_in, sr_out, channels, dtype="float32", quality="HQ")
-        y = stream.resample_chunk(np.ascontiguousarray(block.T, dtype=np.float32), last=False)
-        if len(y):
-            yield np.ascontiguousarray(y.T)
-    if stream is not None:
-        y = stream.resample_chunk(np.zeros((0, channels), np.float32), last=True)
-        if len(y):
-            yield np.ascontiguousarray(y.T)
 
 
 class _Counted:

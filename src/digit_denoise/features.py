@@ -541,3 +541,9 @@ def seed_invert(img: torch.Tensor, stats: dict, *, method: str = "griffinlim",
                 y = with_phase(mag, noisy[i], n_fft=cfg.n_fft, hop=cfg.hop, length=n)
             outs.append(y.cpu().numpy().astype(np.float32))
     return outs
+
+
+def wave_seed_images(waves: list[np.ndarray], sr: int, batch: int = 64) -> torch.Tensor:
+    """Seed images ``Tensor[B, 1, 112, 112]`` of many mono clips at ``sr``, ``batch`` clips per call."""
+    out = [wave_to_seed(waves[i:i + batch], sr)[0] for i in range(0, len(waves), batch)]
+    return torch.cat(out) if out else torch.zeros((0, 1, 112, 112))

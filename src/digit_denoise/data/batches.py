@@ -7,8 +7,9 @@ array (:class:`ClipBank`). Each batch is then made on tensors, with no per-sampl
 - augmentation of the clean speech (train only): a random spectral tilt (±6 dB/octave around 1 kHz,
   a microphone's colouring), optionally a random EQ of a few peaking biquads (``eq_db``), and a
   per-batch speed/pitch factor (``speed``);
-- noise of a random kind per clip: ``white`` / ``pink`` / ``brown``, ``colored`` (1/f^α with
-  α ∈ [−1, 2.5]), ``babble`` (3–7 other clips of the same split summed) or a user noise folder;
+- noise of a random kind per clip, made by :func:`.noise.noise_signal` (the same code as the fixed
+  evaluation pairs): ``white`` / ``pink`` / ``brown``, ``colored`` (a random slope), ``babble`` or a
+  noise folder;
 - babble of ``babble_talkers`` other clips of the bank (many speakers), fresh every batch;
 - mixed at an SNR drawn from the range, or with probability ``snr_focus[2]`` from the focus range
   ``snr_focus[:2]`` (whole-clip clean power over the clip's own samples, as in :func:`noise.mix_at_snr`); half the pairs (train only) then band-limited to 3.4 / 4 / 5.5 / 8 kHz
@@ -30,14 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..audio import load_audio
+from ..audio import load_mono
 from ..errors import UserError
 from .manifest import Row
-from .noise import is_noise_folder, parse_snr
+from .noise import TRAINING_KINDS, NoiseFolder, noise_signal, parse_kinds, parse_snr_range, snr_gain
 from ..progress import progress
 
-COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
-WAVE_NOISE_KINDS = ("white", "pink", "brown", "colored", "babble")
 
 
 def generator(*keys) -> torch.Generator:
@@ -63,16 +62,8 @@ class ClipBank:
     def from_rows(cls, rows: list[Row], sr: int, desc: str) -> "ClipBank":
         waves = []
         for r in progress(rows, desc=desc, unit="clip"):
-            x, _ = load_audio(r.clean_path, sr=sr, mono=True)
-            waves.append(np.asarray(x[0], np.float32))
+            waves.append(load_mono(r.clean_path, sr))
         return cls(waves, [r.speaker for r in rows])
-
-    @classmethod
-    def from_folder(cls, root: str, sr: int) -> "ClipBank":
-        from .noise import NoiseFolder
-
-        nf = NoiseFolder.load(root, sr)
-        return cls([np.asarray(c, np.float32) for c in nf.clips])
 
     def windows(self, idx: Tensor, length: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """(``Tensor[B, length]`` windows of clips ``idx``, ``Tensor[B]`` samples of speech in each).
@@ -90,24 +81,10 @@ class ClipBank:
         x = self.flat[pos] * valid
         return x, valid.sum(1)
 
-    def loops(self, idx: Tensor, length: int, gen: torch.Generator) -> Tensor:
-        """``Tensor[B, length]``: clips ``idx`` looped to ``length`` from a random start (noise)."""
-        n = self.lengths[idx].clamp(min=1)
-        start = (torch.rand(len(idx), generator=gen) * n).long()
-        j = (start[:, None] + torch.arange(length)[None, :]) % n[:, None]
-        return self.flat[self.offsets[idx][:, None] + j]
-
-
-def unit_power(x: Tensor) -> Tensor:
-    return x / x.pow(2).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
-
-
-def colored(alpha: Tensor, length: int, sr: int, gen: torch.Generator) -> Tensor:
-    """Unit-power noise ``Tensor[B, length]`` with power spectrum ∝ 1/f^alpha[b] (above 40 Hz)."""
-    w = torch.randn(len(alpha), length, generator=gen)
-    f = torch.fft.rfftfreq(length, 1 / sr).clamp(min=40.0)
-    spec = torch.fft.rfft(w) * (f[None, :] / 1000.0) ** (-alpha[:, None] / 2)
-    return unit_power(torch.fft.irfft(spec, length))
+    def clip(self, i: int) -> np.ndarray:
+        """Clip ``i`` as a numpy view (no copy)."""
+        start = int(self.offsets[i])
+        return self.flat[start:start + int(self.lengths[i])].numpy()
 
 
 def lowpass(x: Tensor, cutoff: Tensor, sr: int) -> Tensor:
@@ -155,7 +132,7 @@ class WaveBatchConfig:
     sample_rate: int = 16000
     segment: float = 1.0  # seconds per training window
     snr: tuple[float, float] = (-10.0, 15.0)  # SNR range (dB), uniform
-    kinds: tuple[str, ...] = WAVE_NOISE_KINDS  # noise kinds and/or noise folders
+    kinds: tuple[str, ...] = TRAINING_KINDS  # noise kinds and/or noise folders
     augment: bool = True  # tilt + speed (+ EQ) on the clean speech
     speed: tuple[float, float] = (0.85, 1.15)  # speed/pitch factor range (per batch)
     eq_db: float = 0.0  # peaking-EQ gain range ±dB (0: no EQ)
@@ -165,20 +142,8 @@ class WaveBatchConfig:
 
 
 def parse_wave_noise(noise: str) -> tuple[str, ...]:
-    kinds = tuple(k.strip() for k in noise.split(",") if k.strip())
-    for k in kinds:
-        if k not in WAVE_NOISE_KINDS and not is_noise_folder(k):
-            raise UserError(f"--noise {k!r}: use {', '.join(WAVE_NOISE_KINDS)} or a folder of noise recordings")
-    if not kinds:
-        raise UserError("--noise: give at least one noise kind, e.g. white,pink,babble")
-    return kinds
-
-
-def parse_snr_range(text: str) -> tuple[float, float]:
-    values, rng = parse_snr(text)
-    if rng is not None:
-        return float(rng[0]), float(rng[1])
-    return float(min(values)), float(max(values))
+    """The kinds a waveform model trains on: :data:`.noise.TRAINING_KINDS` and/or noise folders."""
+    return parse_kinds(noise, TRAINING_KINDS)
 
 
 def parse_snr_focus(text: str) -> tuple[float, float, float] | None:
@@ -208,8 +173,25 @@ def parse_int_range(text: str, name: str) -> tuple[int, int]:
     return a, b
 
 
+def batch_noise(bank: ClipBank, cfg: WaveBatchConfig, b: int, length: int, gen: torch.Generator,
+                noise_folders: dict[str, NoiseFolder]) -> np.ndarray:
+    """``Array[b, length]`` of unit-RMS noise, a random kind of ``cfg.kinds`` per row; babble talkers are
+    random clips of ``bank`` (its many speakers), fresh for every batch."""
+    rng = np.random.default_rng(int(torch.randint(1 << 62, (1,), generator=gen)))
+    out = np.zeros((b, length), np.float32)
+    lo_t, hi_t = cfg.babble_talkers
+    for i in range(b):
+        kind = cfg.kinds[int(rng.integers(len(cfg.kinds)))]
+        talkers = None
+        if kind == "babble":
+            talkers = [bank.clip(int(j)) for j in rng.integers(len(bank), size=int(rng.integers(lo_t, hi_t + 1)))]
+        out[i] = noise_signal(kind, length, rng, sr=cfg.sample_rate, talkers=talkers,
+                              folder=noise_folders.get(kind))
+    return out
+
+
 def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Generator,
-               noise_banks: dict[str, ClipBank], augment: bool) -> tuple[Tensor, Tensor]:
+               noise_folders: dict[str, NoiseFolder], augment: bool) -> tuple[Tensor, Tensor]:
     """(noisy, clean) ``Tensor[B, L]`` for clips ``idx`` of ``bank`` (see the module docstring)."""
     sr, b = cfg.sample_rate, len(idx)
     length = int(round(cfg.segment * sr))
@@ -228,37 +210,14 @@ def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Gen
             clean = peaking_eq(clean, cfg.eq_bands, cfg.eq_db, sr, gen)
     p_clean = clean.pow(2).sum(-1) / n_speech.clamp(min=1)
 
-    kinds = cfg.kinds
-    choice = torch.randint(len(kinds), (b,), generator=gen)
-    noise = torch.zeros(b, length)
-    for k, kind in enumerate(kinds):
-        sel = (choice == k).nonzero().flatten()
-        if len(sel) == 0:
-            continue
-        if kind in COLORS:
-            part = colored(torch.full((len(sel),), COLORS[kind]), length, sr, gen)
-        elif kind == "colored":
-            part = colored(torch.rand(len(sel), generator=gen) * 3.5 - 1.0, length, sr, gen)
-        elif kind == "babble":
-            part = torch.zeros(len(sel), length)
-            lo_t, hi_t = cfg.babble_talkers
-            talkers = torch.randint(lo_t, hi_t + 1, (len(sel),), generator=gen)
-            for t in range(hi_t):
-                src = torch.randint(len(bank), (len(sel),), generator=gen)
-                voice = unit_power(bank.loops(src, length, gen))
-                part += voice * (t < talkers)[:, None]
-            part = unit_power(part)
-        else:
-            nb = noise_banks[kind]
-            part = unit_power(nb.loops(torch.randint(len(nb), (len(sel),), generator=gen), length, gen))
-        noise[sel] = part
+    noise = torch.from_numpy(batch_noise(bank, cfg, b, length, gen, noise_folders))
     lo, hi = cfg.snr
     snr = lo + (hi - lo) * torch.rand(b, generator=gen)
     if cfg.snr_focus is not None:
         f_lo, f_hi, share = cfg.snr_focus
         focus = f_lo + (f_hi - f_lo) * torch.rand(b, generator=gen)
         snr = torch.where(torch.rand(b, generator=gen) < share, focus, snr)
-    noise = noise * (p_clean / 10 ** (snr / 10)).sqrt()[:, None]
+    noise = noise * torch.tensor([snr_gain(float(p), 1.0, float(d)) for p, d in zip(p_clean, snr)])[:, None]
     noisy = clean + noise
     if augment:  # half the pairs as if recorded at a lower rate: noise and speech both band-limited
         bw = torch.tensor(BANDWIDTHS)[torch.randint(len(BANDWIDTHS), (b,), generator=gen)]
@@ -281,18 +240,17 @@ class WaveData:
         self.cfg, self.seed, self.batch_size = cfg, seed, batch_size
         self.train = ClipBank.from_rows(train_rows, cfg.sample_rate, "load train clips")
         self.val = ClipBank.from_rows(val_rows, cfg.sample_rate, "load val clips")
-        self.noise_banks = {k: ClipBank.from_folder(k, cfg.sample_rate) for k in cfg.kinds
-                            if k not in WAVE_NOISE_KINDS}
+        self.noise_folders = {k: NoiseFolder.load(k, cfg.sample_rate) for k in cfg.kinds if k not in TRAINING_KINDS}
         self._val: list[tuple[Tensor, Tensor]] | None = None
 
     def train_batch(self, idx: np.ndarray, epoch: int, pos: int) -> tuple[Tensor, Tensor]:
         gen = generator("train", self.seed, epoch, pos)
-        return make_batch(self.train, torch.as_tensor(idx), self.cfg, gen, self.noise_banks, self.cfg.augment)
+        return make_batch(self.train, torch.as_tensor(idx), self.cfg, gen, self.noise_folders, self.cfg.augment)
 
     def val_batches(self) -> list[tuple[Tensor, Tensor]]:
         if self._val is None:
             gen = generator("val", self.seed)
             self._val = [make_batch(self.val, torch.arange(i, min(i + self.batch_size, len(self.val))), self.cfg,
-                                    gen, self.noise_banks, False)
+                                    gen, self.noise_folders, False)
                          for i in range(0, len(self.val), self.batch_size)]
         return self._val

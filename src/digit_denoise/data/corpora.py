@@ -18,11 +18,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..audio import AUDIO_EXTENSIONS
 from ..errors import UserError
 from ..progress import say
 
 LAYOUTS = ("audiomnist", "pairs", "fsdd", "folder", "speech16k", "auto")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 AUDIOMNIST_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>\d+)_(?P<take>\d+)$")
 FSDD_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z0-9-]+)_(?P<take>\d+)$")
 NOISY_SUFFIX = "_noisy"
@@ -218,7 +218,7 @@ def detect_layout(root: Path) -> str:
         return "speech16k"
     files = _audio_files(root)
     if not files:
-        raise UserError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found; expected an AudioMNIST "
+        raise UserError(f"{root}: no audio files (.wav, .flac, .ogg, .mp3, ...) found; expected an AudioMNIST "
                         "folder (NN/D_NN_I.wav), FSDD (recordings/D_name_I.wav) or a folder with --pattern")
     if (root / "recordings").is_dir() and any(FSDD_NAME.match(f.stem) for f in _audio_files(root / "recordings")):
         return "fsdd"

@@ -1,8 +1,14 @@
-"""Noise: white / pink / brown / babble / a user's noise folder, and mixing at a given SNR.
+"""Noise: the one implementation of noise kinds, seeded generators and SNR scaling.
+
+Kinds: ``white`` / ``pink`` / ``brown`` (power ∝ 1/f^0, 1/f, 1/f², flat below 40 Hz so the power
+is in the audible band), ``babble`` (other talkers summed), a folder of noise recordings (``DIR``,
+``DIR:seen``, ``DIR:unseen``) and, for training only, ``colored`` (1/f^α with a random α).
+:func:`noise_signal` makes any of them; the fixed evaluation pairs (:mod:`.pairs`) and the
+on-the-fly training batches (:mod:`.batches`) both call it, and both scale with :func:`snr_gain`.
 
 Every random choice comes from :func:`clip_rng`, a pure function of (seed, clip id, keys), so
 a clip's noise can be made on the fly during training and reproduced exactly at evaluation.
-SNR is the whole-clip clean-to-noise power ratio.
+SNR is the whole-clip clean-to-noise power ratio (over the clip's own samples).
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import AUDIO_EXTENSIONS, load_mono
 from ..errors import UserError
 
-BUILTIN_KINDS = ("white", "pink", "brown", "babble")
-NOISE_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+BUILTIN_KINDS = ("white", "pink", "brown", "babble")  # kinds a manifest or an evaluation grid may name
+TRAINING_KINDS = (*BUILTIN_KINDS, "colored")  # and what waveform training may draw on the fly
+COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power-spectrum slope α of 1/f^α
+COLORED_SLOPES = (-1.0, 2.5)  # range of α for the training kind "colored"
+FLOOR_HZ = 40.0  # every coloured spectrum is flat below this: its power stays in the audible band
 
 
 UNSEEN_SHARE = 0.3  # share of a noise folder's files held out of training by ``DIR:unseen``
@@ -47,7 +57,7 @@ def noise_files(spec: str) -> list[Path]:
     ``DIR:seen`` and evaluate on ``DIR:unseen`` to measure noise the model never heard.
     """
     folder, part = _split_spec(spec)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in NOISE_EXTENSIONS and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
     if not part or len(files) < 2:
         if part and files:
             raise UserError(f"{spec}: the folder has a single noise file; it cannot be split into seen/unseen")
@@ -72,30 +82,30 @@ def clip_rng(seed: int, clip_id: str, *keys) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def _unit_rms(x: np.ndarray) -> np.ndarray:
+def unit_rms(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to RMS 1 (float32); silence stays silence."""
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
     return (x / rms).astype(np.float32) if rms > 0 else x.astype(np.float32)
 
 
-def colored_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """White, pink (1/f power) or brown (1/f² power) noise, float32 [n], unit RMS.
+def colored_noise(alpha: float, n: int, rng: np.random.Generator, sr: int = 16000,
+                  floor_hz: float = FLOOR_HZ) -> np.ndarray:
+    """Gaussian noise with power spectrum ∝ 1/f^alpha, float32 [n], unit RMS.
 
-    Shaped in the frequency domain, so brown noise has no random-walk drift.
+    Shaped in the frequency domain, so brown noise has no random-walk drift; DC is removed. With
+    ``floor_hz`` the spectrum is flat below that frequency. ``alpha == 0`` is plain white noise.
     """
     if n <= 0:
         return np.zeros(0, np.float32)
     white = rng.standard_normal(n)
-    if kind == "white":
-        return _unit_rms(white)
-    exponent = {"pink": 0.5, "brown": 1.0}.get(kind)
-    if exponent is None:
-        raise ValueError(f"unknown colour {kind!r}")
+    if alpha == 0:
+        return unit_rms(white)
     spec = np.fft.rfft(white)
-    f = np.arange(spec.size, dtype=np.float64)
-    f[0] = 1.0  # keep DC finite; removed below
-    spec = spec / f**exponent
+    f = np.fft.rfftfreq(n, 1.0 / sr)
+    f[0] = f[1] if n > 1 else 1.0  # keep DC finite; removed below
+    spec = spec * np.maximum(f, floor_hz) ** (-alpha / 2)
     spec[0] = 0.0
-    return _unit_rms(np.fft.irfft(spec, n))
+    return unit_rms(np.fft.irfft(spec, n))
 
 
 def loop_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -114,8 +124,31 @@ def babble(sources: list[np.ndarray], n: int, rng: np.random.Generator) -> np.nd
         raise ValueError("babble needs at least one source utterance")
     out = np.zeros(n, np.float64)
     for src in sources:
-        out += _unit_rms(loop_crop(src, n, rng))
-    return _unit_rms(out)
+        out += unit_rms(loop_crop(src, n, rng))
+    return unit_rms(out)
+
+
+def noise_signal(kind: str, n: int, rng: np.random.Generator, *, sr: int, talkers: list[np.ndarray] | None = None,
+                 folder: "NoiseFolder | None" = None) -> np.ndarray:
+    """Unit-RMS noise of ``kind``, float32 [n]: a colour, ``colored`` (random slope), ``babble`` of
+    ``talkers`` (clips of other speakers), or a clip of ``folder`` (a loaded noise folder)."""
+    if kind in COLORS:
+        return colored_noise(COLORS[kind], n, rng, sr)
+    if kind == "colored":
+        alpha = float(rng.uniform(*COLORED_SLOPES))
+        return colored_noise(alpha, n, rng, sr)
+    if kind == "babble":
+        return babble(talkers or [], n, rng)
+    if folder is None:
+        raise ValueError(f"noise {kind!r}: a noise folder needs its loaded NoiseFolder")
+    return folder.sample(n, rng)
+
+
+def snr_gain(clean_power: float, noise_power: float, snr_db: float) -> float:
+    """The factor that puts noise of ``noise_power`` at ``snr_db`` below ``clean_power`` (0 when either is 0)."""
+    if clean_power <= 0 or noise_power <= 0:
+        return 0.0
+    return float(np.sqrt(clean_power / (noise_power * 10.0 ** (snr_db / 10.0))))
 
 
 def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, np.ndarray]:
@@ -127,8 +160,7 @@ def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.
         raise ValueError(f"noise shape {noise.shape} != clean shape {clean.shape}")
     pc = float(np.mean(clean.astype(np.float64) ** 2)) if clean.size else 0.0
     pn = float(np.mean(noise.astype(np.float64) ** 2)) if noise.size else 0.0
-    gain = np.sqrt(pc / (pn * 10.0 ** (snr_db / 10.0))) if pc > 0 and pn > 0 else 0.0
-    scaled = (noise * gain).astype(np.float32)
+    scaled = (noise * snr_gain(pc, pn, snr_db)).astype(np.float32)
     return (clean + scaled).astype(np.float32), scaled
 
 
@@ -169,6 +201,27 @@ def parse_snr(text: str | float | int | list) -> tuple[tuple[float, ...], tuple[
     return values, None
 
 
+def parse_kinds(noise: str | list[str] | tuple[str, ...], allowed: tuple[str, ...] = BUILTIN_KINDS) -> tuple[str, ...]:
+    """``white,babble,DIR:seen`` → the kinds, each one of ``allowed`` or an existing noise folder."""
+    kinds = noise if isinstance(noise, (list, tuple)) else [k for k in str(noise).split(",") if k.strip()]
+    kinds = tuple(k.strip() for k in kinds)
+    if not kinds:
+        raise UserError(f"--noise: give at least one of {', '.join(allowed)} or a folder of noise files")
+    for k in kinds:
+        if k not in allowed and not is_noise_folder(k):
+            raise UserError(f"--noise {k!r}: not one of {', '.join(allowed)} and not an existing folder "
+                            "of noise files (DIR, DIR:seen or DIR:unseen)")
+    return kinds
+
+
+def parse_snr_range(text: str) -> tuple[float, float]:
+    """``-10:15`` (or a list such as ``-8,0``: its min and max) → (low, high) in dB."""
+    values, rng = parse_snr(text)
+    if rng is not None:
+        return float(rng[0]), float(rng[1])
+    return float(min(values)), float(max(values))
+
+
 @dataclass(frozen=True)
 class NoiseConfig:
     """How noisy versions are made when a corpus has none.
@@ -185,14 +238,7 @@ class NoiseConfig:
 
     @classmethod
     def parse(cls, noise: str | list[str], snr: str | float = -8.0, babble_talkers: int = 5) -> "NoiseConfig":
-        kinds = noise if isinstance(noise, (list, tuple)) else [k for k in str(noise).split(",") if k.strip()]
-        kinds = tuple(k.strip() for k in kinds)
-        if not kinds:
-            raise UserError("--noise: give at least one of white, pink, brown, babble or a folder of noise files")
-        for k in kinds:
-            if k not in BUILTIN_KINDS and not is_noise_folder(k):
-                raise UserError(f"--noise {k!r}: not one of {', '.join(BUILTIN_KINDS)} and not an existing folder "
-                                "of noise files (DIR, DIR:seen or DIR:unseen)")
+        kinds = parse_kinds(noise)
         if int(babble_talkers) < 1:
             raise UserError(f"--babble-talkers {babble_talkers}: babble needs at least 1 talker")
         choices, rng = parse_snr(snr)
@@ -223,21 +269,20 @@ class NoiseFolder:
 
     @classmethod
     def load(cls, root: str | Path, sample_rate: int) -> "NoiseFolder":
-        from ..audio import load_audio
 
         files = noise_files(str(root))
         root = Path(root)
         if not files:
-            raise UserError(f"{root}: no noise files ({', '.join(NOISE_EXTENSIONS)}) found in this folder")
+            raise UserError(f"{root}: no noise files (.wav, .flac, .ogg, .mp3, ...) found in this folder")
         clips = []
         for f in files:
-            audio, _ = load_audio(f, sr=sample_rate, mono=True)
-            if audio.shape[-1] > 0 and np.any(audio):
-                clips.append(audio[0])
+            audio = load_mono(f, sample_rate)
+            if audio.size > 0 and np.any(audio):
+                clips.append(audio)
         if not clips:
             raise UserError(f"{root}: every noise file is empty or silent; add real noise recordings")
         return cls(root, sample_rate, clips)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         clip = self.clips[int(rng.integers(len(self.clips)))]
-        return _unit_rms(loop_crop(clip, n, rng))
+        return unit_rms(loop_crop(clip, n, rng))

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import load_audio, write_audio
+from ..audio import load_mono, write_audio
 from ..errors import UserError
-from .manifest import Row, _rel, write_manifest
-from .noise import NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, is_noise_folder, mix_at_snr
 from ..progress import progress, say
+from .manifest import Row, _rel, write_manifest
+from .noise import COLORS, NoiseConfig, NoiseFolder, clip_rng, is_noise_folder, mix_at_snr, noise_signal
 
 
 class AudioCache:
@@ -33,8 +33,7 @@ class AudioCache:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        audio, _ = load_audio(path, sr=sr, mono=True)
-        x = audio[0]
+        x = load_mono(path, sr)
         self._items[key] = x
         if len(self._items) > self.max_items:
             self._items.popitem(last=False)
@@ -73,17 +72,17 @@ class BabblePool:
 
 def make_noise(row: Row, kind: str, n: int, sr: int, rng: np.random.Generator, *, pool: BabblePool | None,
                babble_talkers: int = 5, cache: AudioCache = _CACHE) -> np.ndarray:
-    """Unit-RMS noise of ``kind`` for ``row``, float32 [n]."""
-    if kind in ("white", "pink", "brown"):
-        return colored_noise(kind, n, rng)
+    """Unit-RMS noise of ``kind`` for ``row``, float32 [n] (see :func:`.noise.noise_signal`)."""
+    talkers = folder = None
     if kind == "babble":
         if pool is None:
             raise ValueError("babble needs a BabblePool")
-        sources = [cache.get(t.clean_path, sr) for t in pool.talkers(row, babble_talkers, rng)]
-        return babble(sources, n, rng)
-    if is_noise_folder(kind):
-        return cache.noise_folder(kind, sr).sample(n, rng)
-    raise UserError(f"noise {kind!r} for {row.id}: not white/pink/brown/babble and not an existing folder")
+        talkers = [cache.get(t.clean_path, sr) for t in pool.talkers(row, babble_talkers, rng)]
+    elif kind not in COLORS:
+        if not is_noise_folder(kind):
+            raise UserError(f"noise {kind!r} for {row.id}: not white/pink/brown/babble and not an existing folder")
+        folder = cache.noise_folder(kind, sr)
+    return noise_signal(kind, n, rng, sr=sr, talkers=talkers, folder=folder)
 
 
 def make_pair(row: Row, *, sr: int | None = None, pool: BabblePool | None = None, epoch: int | None = None,

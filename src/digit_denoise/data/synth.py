@@ -38,12 +38,11 @@ import numpy as np
 
 from ..audio import write_audio
 from ..errors import UserError
+from .corpora import DIGIT_WORDS
 from ..progress import progress
 
 MISSING_EXTRA = ("synthetic speech needs the optional extra: pip install 'digit-denoise[synth]' "
                  "(espeak-ng, GPL-3.0-or-later)")
-
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 # English language voices in the bundled espeak-ng data (lang/gmw/...) → accent label for the meta.
 LANGUAGES = (

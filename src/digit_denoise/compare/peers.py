@@ -20,8 +20,8 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from .audio import resample
-from .errors import UserError
+from ..audio import resample
+from ..errors import UserError
 
 PEER_EXTRA = "pip install 'digit-denoise[peers]'"
 
@@ -320,16 +320,22 @@ def available_methods() -> dict[str, str | None]:
 
 
 # ------------------------------------------------------------------------------- measuring
-def measure_rtf(method: Method, noisy: np.ndarray, sr: int, clean: np.ndarray | None = None) -> float:
-    """Real-time factor: CPU seconds (``time.process_time``, torch on one thread) / audio seconds."""
+def timed_enhance(method: Method, noisy: np.ndarray, sr: int, clean: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, float]:
+    """(output, CPU seconds): ``method.enhance`` timed with ``time.process_time`` on one torch thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         t0 = time.process_time()
-        method.enhance(noisy, sr, clean)
-        cpu = time.process_time() - t0
+        y = method.enhance(noisy, sr, clean)
+        return y, time.process_time() - t0
     finally:
         torch.set_num_threads(threads)
+
+
+def measure_rtf(method: Method, noisy: np.ndarray, sr: int, clean: np.ndarray | None = None) -> float:
+    """Real-time factor: CPU seconds (:func:`timed_enhance`) / audio seconds."""
+    _, cpu = timed_enhance(method, noisy, sr, clean)
     return cpu / max(len(noisy) / sr, 1e-9)
 
 
@@ -358,7 +364,7 @@ class SeedCeiling:
     name, is_oracle = "seed-ceiling", True
 
     def enhance(self, noisy, sr, clean=None):
-        from .features import SeedFeatureConfig, seed_invert, wave_to_seed
+        from ..features import SeedFeatureConfig, seed_invert, wave_to_seed
 
         x = _as_mono(noisy)
         if clean is None:

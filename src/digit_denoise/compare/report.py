@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .audio import atomic_path, write_audio
+from ..audio import atomic_path, write_audio
 
 TABLE_METRICS = ("si_sdr", "si_sdr_imp", "pesq", "pesq_imp", "stoi", "stoi_imp", "mse")
 LABELS = {"si_sdr": "SI-SDR (dB)", "si_sdr_imp": "ΔSI-SDR (dB)", "pesq": "PESQ-WB", "pesq_imp": "ΔPESQ",
@@ -242,7 +242,7 @@ def _groups(nest: dict) -> list[str]:
 # ---------------------------------------------------------------------------------- examples
 def write_examples(examples: list[dict], rows: list[dict], summary: dict, folder: Path) -> list[str]:
     """Spectrogram figure + audio players (clean / noisy / each method) per example clip."""
-    from .figures import pair_figure
+    from ..figures import pair_figure
 
     oracle = {m["name"]: m["is_oracle"] for m in summary["methods"]}
     by_key = {(r["method"], r["condition"], r["id"]): r for r in rows}
