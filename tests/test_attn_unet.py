@@ -97,7 +97,7 @@ def test_self_check_and_size():
     assert count_parameters(m) == 2_034_212
     flops = flops_per_sample(m)
     assert flops > flops_per_sample(build_model("seed"))
-    out = subprocess.run([sys.executable, "-m", "digit_denoise.model", "--name", "seed-attn"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "digit_denoise.models", "--name", "seed-attn"], capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == describe("seed-attn").strip() and "100 px" in out and f"{flops:,}" in out
 

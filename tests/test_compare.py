@@ -282,7 +282,8 @@ def test_results_page_describes_each_family_with_its_defaults():
     d = _describe({"model": "tasnet", "model_config": {}, "preset": "fast", "loss": "sisdr", "manifest": "/d/x.csv"})
     assert d["shape"] == "time domain, 256 filters × 14 blocks" and d["data"] == "x"
     assert _describe({"model": "masknet", "model_config": {"mask": "complex"}})["shape"] == "complex mask, 128 ch × 8 blocks"
-    assert _describe({"model": "seed-attn"})["shape"] == "seed-attn"
+    assert _describe({"model": "seed-attn"})["shape"] == "4-level residual U-Net, channels [32, 64, 128, 256], attention gates"
+    assert _describe({"model": "no-such-family"})["shape"] == "no-such-family"  # a newer file: its name
 
 
 def test_several_manifests_give_per_corpus_results(manifest, tmp_path):

@@ -101,7 +101,7 @@ def test_config_errors():
 
 
 def test_self_check_runs():
-    out = subprocess.run([sys.executable, "-m", "digit_denoise.model", "--name", "masknet"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "digit_denoise.models", "--name", "masknet"], capture_output=True,
                          text=True, check=True).stdout
     assert "trainable parameters" in out and "ok" in out and "FLOPs per second" in out
     assert f"{count_parameters(build_model('masknet')):,}" in out

@@ -34,7 +34,7 @@ def test_registry_table():
     assert isinstance(build_model("seed"), SeedUNet)
     with pytest.raises(UserError, match="unknown model"):
         build_model("nope")
-    with pytest.raises(UserError, match="unknown config key"):
+    with pytest.raises(UserError, match="unknown key"):
         model_config("seed", {"chanels": [8, 16, 32]})
     with pytest.raises(UserError, match="final_activation"):
         model_config("seed", {"final_activation": "tanhh"})

@@ -101,7 +101,7 @@ def test_config_errors():
 
 
 def test_self_check_runs():
-    out = subprocess.run([sys.executable, "-m", "digit_denoise.model", "--name", "tasnet"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "digit_denoise.models", "--name", "tasnet"], capture_output=True,
                          text=True, check=True).stdout
     m = build_model("tasnet")
     assert f"{count_parameters(m):,}" in out and "ok" in out

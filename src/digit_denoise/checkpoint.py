@@ -177,12 +177,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
 
 def _check_consistent(js: Path, model: torch.nn.Module, features: dict, rate: int) -> None:
     """The model family, its feature kind and every sample rate named in the file must agree."""
-    kind = getattr(model, "kind", "seed")
+    kind = model.kind
     if features.get("kind", kind) != kind:
         raise UserError(f"{js}: model '{type(model).__name__}' takes '{kind}' input but the file says features "
                         f"'{features.get('kind')}'; the model file is damaged or from another version")
     rates = {"sample_rate": rate, "features.sample_rate": features.get("sample_rate"),
-             "config.sample_rate": getattr(getattr(model, "config", None), "sample_rate", None)}
+             "config.sample_rate": model.sample_rate if kind == "wave" else None}
     rates = {k: v for k, v in rates.items() if v is not None}
     if len(set(rates.values())) > 1:
         said = ", ".join(f"{k} {v}" for k, v in rates.items())

@@ -255,8 +255,8 @@ class Denoiser:
         src = _Counted(blocks)
         if self.kind == "wave":
             rate = self.sample_rate
-            hop = int(getattr(getattr(self.model, "config", None), "hop", 1) or 1)
-            ctx = -(-int(getattr(self.model, "context_samples", 0)) // hop) * hop  # rounded up to hops
+            hop = int(getattr(self.model.config, "hop", 1) or 1)
+            ctx = -(-int(self.model.context) // hop) * hop  # rounded up to hops
             fade = 4 * hop
             overlap = 2 * ctx + fade
             stride = max(-(-round(self.chunk_seconds * rate) // hop) * hop, -(-overlap // hop) * hop)

@@ -48,7 +48,7 @@ def example_inputs(meta: dict, model: torch.nn.Module, seed: int = 0) -> list[to
         sr = int(meta["sample_rate"])
         return [0.1 * torch.randn(1, sr, generator=g), 0.1 * torch.randn(3, sr // 3 + 17, generator=g)]
     size = tuple((meta.get("features") or {}).get("size") or (112, 112))
-    cin = getattr(getattr(model, "config", None), "in_channels", 1)
+    cin = model.config.in_channels
     return [torch.rand(1, cin, *size, generator=g), torch.rand(3, cin, *size, generator=g)]
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from . import audio
+from .dictconfig import DictConfig
 
 __all__ = [
     "SeedFeatureConfig",
@@ -55,7 +56,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class SeedFeatureConfig:
+class SeedFeatureConfig(DictConfig):
     """Settings of the seed representation (defaults are the seed project's)."""
 
     sample_rate: int = 48000  # every clip is resampled to this rate (Hz) first
@@ -66,18 +67,13 @@ class SeedFeatureConfig:
     amin: float = 1e-10  # power floor before log10 (power_to_db amin)
     size: tuple[int, int] = (112, 112)  # output image (height = mel axis, width = time axis)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["size"] = list(self.size)
-        return d
+    def __post_init__(self):
+        object.__setattr__(self, "size", tuple(int(v) for v in self.size))  # frozen: lists from JSON → tuple
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SeedFeatureConfig":
-        known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        if "size" in kw:
-            kw["size"] = tuple(int(v) for v in kw["size"])
-        return cls(**kw)
+    def from_dict(cls, d: dict | None, strict: bool = False) -> "SeedFeatureConfig":
+        """Inverse of ``to_dict``; other keys (a model file's ``kind``) are ignored unless ``strict``."""
+        return super().from_dict(d, strict=strict)
 
     @property
     def n_freqs(self) -> int:

@@ -505,7 +505,7 @@ def _train(cfg: TrainConfig, restart: bool, run: Path, device: torch.device, dis
     seed_everything(cfg.seed)
     mcfg = model_config(cfg.model, cfg.model_config)
     model = build_model(cfg.model, asdict(mcfg) if hasattr(mcfg, "__dataclass_fields__") else mcfg).to(device)
-    wave = getattr(model, "kind", "seed") == "wave"
+    wave = model.kind == "wave"
     loss = loss_fn(cfg.loss, wave)
     if wave:
         data = make_wave_data(cfg, mcfg.sample_rate)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..audio import atomic_path
 from ..errors import UserError
-from ..models import model_config
+from ..models import build_model
 
 
 def _f(v, spec: str) -> str:
@@ -29,18 +29,12 @@ def _f(v, spec: str) -> str:
 def _describe(conf: dict) -> dict:
     """Preset / loss / model shape / data of a training config (a run's config.json or a model's
     ``training`` record)."""
-    mc = conf.get("model_config") or {}
-    if conf.get("model") in ("masknet", "tasnet"):
-        try:  # the family's defaults filled in
-            mc = model_config(conf["model"], mc).to_dict()
-        except Exception:
+    shape = conf.get("model")
+    if shape:
+        try:  # the family describes itself, its defaults filled in
+            shape = build_model(conf["model"], conf.get("model_config") or {}).summary()
+        except Exception:  # an unknown family (a newer file) or a config this version refuses
             pass
-    if conf.get("model") == "masknet":
-        shape = f"{mc.get('mask', 'magnitude')} mask, {mc.get('channels', '?')} ch × {len(mc.get('dilations', []))} blocks"
-    elif conf.get("model") == "tasnet":
-        shape = f"time domain, {mc.get('filters', '?')} filters × {len(mc.get('dilations', []))} blocks"
-    else:
-        shape = conf.get("model")
     data = ", ".join(Path(m).stem for m in str(conf.get("manifest") or "").split(",") if m) or None
     return {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data}
 

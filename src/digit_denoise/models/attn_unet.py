@@ -13,24 +13,26 @@ out), so it trains with the seed recipe (``--preset seed --model seed-attn``) an
     head    conv1x1 → sigmoid (the target image lies in [0, 1])
 
 The seed U-Net's field of view is 44×44 px of a 112×112 image; four levels widen it to most of
-the image (see ``python -m digit_denoise.model --name seed-attn``).
+the image (see ``python -m digit_denoise.models --name seed-attn``).
 
 Pure model code: no file I/O, no printing.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ..dictconfig import DictConfig
 from ..errors import UserError
-from .seed_unet import FINAL_ACTIVATIONS, final_activation, pad_to_multiple
+from .base import Family, conv2d_flops
+from .seed_unet import FINAL_ACTIVATIONS, final_activation, pad_to_multiple, unet_receptive_field
 
 
 @dataclass
-class AttnUNetConfig:
+class AttnUNetConfig(DictConfig):
     in_channels: int = 1
     out_channels: int = 1
     channels: tuple[int, ...] = (32, 64, 128, 256)  # widths per level, the last is the bottleneck
@@ -46,19 +48,6 @@ class AttnUNetConfig:
         if self.final_activation not in FINAL_ACTIVATIONS:
             raise UserError(f"seed-attn: unknown final_activation {self.final_activation!r}; "
                             f"choose one of {', '.join(FINAL_ACTIVATIONS)}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "AttnUNetConfig":
-        d = dict(d or {})
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise UserError(f"{cls.__name__}: unknown config key(s) {unknown}")
-        return cls(**d)
 
 
 class ResBlock(nn.Module):
@@ -93,8 +82,25 @@ class AttentionGate(nn.Module):
         return x * self.sigmoid(self.psi(self.relu(self.wg(g) + self.wx(x))))
 
 
-class AttnUNet(nn.Module):
+class AttnUNet(Family):
     """``forward(x: Tensor[B, in_channels, H, W]) -> Tensor[B, out_channels, H, W]`` for any H, W ≥ 1."""
+
+    kind = "seed"
+
+    @property
+    def context(self) -> int:
+        """Receptive field in pixels: the seed U-Net's walk (1×1 projections and gates add nothing)."""
+        return unet_receptive_field(len(self.config.channels))
+
+    def receptive_field(self, centred: bool = False) -> int:
+        return unet_receptive_field(len(self.config.channels), centred)
+
+    def flops(self) -> int:
+        return conv2d_flops(self, (self.config.in_channels, 112, 112))
+
+    def summary(self) -> str:
+        gates = "attention gates" if self.config.attention else "plain skips"
+        return f"{len(self.config.channels)}-level residual U-Net, channels {list(self.config.channels)}, {gates}"
 
     def __init__(self, config: AttnUNetConfig | None = None):
         super().__init__()

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import DictConfig
+from ..dictconfig import DictConfig
+from .base import Family
 
 
 @dataclass
@@ -197,7 +198,7 @@ class DPGRNN(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------- model
-class GTCRN(nn.Module):
+class GTCRN(Family):
     """``forward(wave: Tensor[B, T]) -> Tensor[B, T]`` at 16 kHz; ``enhance_spec`` works on STFTs."""
 
     kind = "wave"
@@ -218,6 +219,16 @@ class GTCRN(nn.Module):
             GTConvBlock(16, 16, 1, deconv=True), ConvBlock(16, 16, groups=2, deconv=True),
             ConvBlock(16, 2, deconv=True, last=True)])
         self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=True).sqrt(), persistent=False)
+
+    @property
+    def context(self) -> int:
+        return self.context_samples
+
+    def flops(self) -> int:
+        return flops_per_second(self)
+
+    def summary(self) -> str:
+        return f"{'causal' if self.config.causal else 'non-causal'} GTCRN, complex ratio mask, 512/256 STFT"
 
     @property
     def context_frames(self) -> int:

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..dictconfig import DictConfig
 from ..errors import UserError
-from .config import DictConfig
+from .base import Family
 
 MASKS = ("magnitude", "complex")
 NORMS = ("none", "frame")
@@ -152,7 +153,7 @@ class Block(nn.Module):
         return h + self.mix(self.act2(self.conv(self.act1(self.norm(h)))))
 
 
-class MaskNet(nn.Module):
+class MaskNet(Family):
     """``forward(wave: Tensor[B, T]) -> Tensor[B, T]`` at ``config.sample_rate``."""
 
     kind = "wave"
@@ -166,6 +167,18 @@ class MaskNet(nn.Module):
         self.blocks = nn.Sequential(*(Block(cfg.channels, cfg.kernel, d, cfg.norm) for d in cfg.dilations))
         self.out_act = nn.PReLU(cfg.channels)
         self.out = nn.Conv1d(cfg.channels, bins * (2 if cfg.mask == "complex" else 1), 1)
+
+    @property
+    def context(self) -> int:
+        return self.context_samples
+
+    def flops(self) -> int:
+        return flops_per_second(self)
+
+    def summary(self) -> str:
+        c = self.config
+        extra = (", per-frame norm" if c.norm == "frame" else "") + (f", {c.n_fft}/{c.hop} STFT" if c.n_fft != 512 else "")
+        return f"{c.mask} mask, {c.channels} ch × {len(c.dilations)} blocks{extra}"
 
     @property
     def context_frames(self) -> int:

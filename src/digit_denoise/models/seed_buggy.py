@@ -38,7 +38,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .seed_unet import SeedUNetConfig, conv_block, final_activation, unet_forward
+from .base import Family, conv2d_flops
+from .seed_unet import SeedUNetConfig, conv_block, final_activation, unet_forward, unet_receptive_field
 
 
 @dataclass
@@ -52,12 +53,27 @@ class SeedBuggyConfig(SeedUNetConfig):
             raise UserError(f"seed-buggy: hidden_seed must be an integer, got {self.hidden_seed!r}")
 
 
-class SeedBuggyUNet(nn.Module):
+class SeedBuggyUNet(Family):
     """Published seed U-Net with its list-held (unregistered) blocks — deliberately broken.
 
     ``forward(x: Tensor[B, in_channels, H, W]) -> Tensor[B, out_channels, H, W]``; the
     output of an item depends on the whole batch (hidden BatchNorm stays in training mode).
     """
+
+    kind = "seed"
+
+    @property
+    def context(self) -> int:
+        return unet_receptive_field(3)
+
+    def receptive_field(self, centred: bool = False) -> int:
+        return unet_receptive_field(3, centred)
+
+    def flops(self) -> int:
+        return conv2d_flops(self, (self.config.in_channels, 112, 112))
+
+    def summary(self) -> str:
+        return "the published bug: encoder/decoder in plain lists, only the 1×1 head trains"
 
     def __init__(self, config: SeedBuggyConfig | None = None) -> None:
         super().__init__()
@@ -90,9 +106,3 @@ class SeedBuggyUNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``Tensor[B, Cin, H, W] -> Tensor[B, Cout, H, W]`` (batch-dependent, see class doc)."""
         return unet_forward(x, self.enc, self.pool, self.ups, self.decs, self.head, self.act)
-
-
-if __name__ == "__main__":  # self-check: python -m digit_denoise.models.seed_buggy
-    from . import describe
-
-    print(describe("seed-buggy"))

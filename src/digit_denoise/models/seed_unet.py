@@ -29,19 +29,21 @@ Pure model code: no file I/O, no printing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..dictconfig import DictConfig
 from ..errors import UserError
+from .base import Family, conv2d_flops
 
 FINAL_ACTIVATIONS = ("none", "relu", "sigmoid", "softplus")
 
 
 @dataclass
-class SeedUNetConfig:
+class SeedUNetConfig(DictConfig):
     in_channels: int = 1  # input planes (1 = one magnitude/log-magnitude spectrogram)
     out_channels: int = 1  # output planes (1 = one mask / spectrogram estimate)
     channels: tuple[int, ...] = (32, 64, 128)  # widths of the 3 encoder levels (last = bottleneck)
@@ -61,24 +63,6 @@ class SeedUNetConfig:
                 f"seed U-Net: unknown final_activation {self.final_activation!r}; "
                 f"choose one of {', '.join(FINAL_ACTIVATIONS)}"
             )
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (tuples become lists)."""
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "SeedUNetConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are a :class:`UserError`."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(
-                f"{cls.__name__}: unknown config key(s) {unknown}; known keys: {sorted(known)}"
-            )
-        return cls(**d)
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -146,11 +130,28 @@ def unet_forward(
     return out[..., :h, :w]
 
 
-class SeedUNet(nn.Module):
+class SeedUNet(Family):
     """The seed U-Net (see module docstring for the layer stack).
 
     ``forward(x: Tensor[B, in_channels, H, W]) -> Tensor[B, out_channels, H, W]`` for any H, W >= 1.
     """
+
+    kind = "seed"
+    levels = 3
+
+    @property
+    def context(self) -> int:
+        """Receptive field in pixels (44: see :func:`unet_receptive_field`)."""
+        return unet_receptive_field(self.levels)
+
+    def receptive_field(self, centred: bool = False) -> int:
+        return unet_receptive_field(self.levels, centred)
+
+    def flops(self) -> int:
+        return conv2d_flops(self, (self.config.in_channels, 112, 112))
+
+    def summary(self) -> str:
+        return f"{self.levels}-level U-Net, channels {list(self.config.channels)}"
 
     def __init__(self, config: SeedUNetConfig | None = None) -> None:
         super().__init__()
@@ -172,7 +173,75 @@ class SeedUNet(nn.Module):
         return unet_forward(x, self.enc, self.pool, self.ups, self.decs, self.head, self.act)
 
 
-if __name__ == "__main__":  # self-check: python -m digit_denoise.models.seed_unet
-    from . import describe
+def unet_receptive_field(levels: int, centred: bool = False) -> int:
+    """Analytic receptive field (pixels along H or W) of a ``levels``-level U-Net of 3×3 conv pairs.
 
-    print(describe("seed"))
+    ``centred=False``: exact width of an output pixel's field (44 for the seed U-Net, the same for all
+    pooling phases). ``centred=True``: smallest odd centred window containing it for every phase (47).
+    See the comment block above :func:`_seed_field` for the derivation.
+    """
+    period = 2 ** (levels - 1)  # pooling grid: the field depends on x mod period
+    widths, reach = set(), 0
+    base = 1024  # far from any boundary, a multiple of the period
+    for phase in range(period):
+        a, b = _seed_field(base + phase, levels)
+        widths.add(b - a + 1)
+        reach = max(reach, base + phase - a, b - base - phase)
+    return 2 * reach + 1 if centred else max(widths)
+
+
+# ---------------------------------------------------------------- receptive field
+#
+# Analytic, exact, 1-D (the same along H and W). Walk back from one output pixel x
+# (an index interval [a, b]) through the layer stack:
+#   conv3x3 (pad 1):        [a, b] -> [a - 1, b + 1]        (a block of two: +-2)
+#   maxpool 2x2 / 2:        [a, b] -> [2a, 2b + 1]          (to the finer grid)
+#   convT 2x2 / 2:          [a, b] -> [a // 2, b // 2]      (to the coarser grid)
+#   concat (skip):          union of the two branches' intervals
+# The field of a pixel depends on x mod 4 (the pooling grid), so all 4 phases are
+# checked. For the seed stack every phase gives the same width,
+#   1 + sum_l (k_l - 1) * jump_l  over the deepest path (jump = input pixels per step)
+#   = 1 + [enc1 2*2*1] + [pool 1*1] + [enc2 2*2*2] + [pool 1*2] + [enc3 2*2*4]
+#       + [convT 0] + [dec2 2*2*2] + [convT 0] + [dec1 2*2*1] + [head 0]
+#   = 1 + 4 + 1 + 8 + 2 + 16 + 8 + 4 = 44,
+# an EVEN number (transposed convs add 0 and the pool phase shifts it off-centre).
+# ``centred=True`` gives instead the smallest odd window centred on the output pixel
+# that contains its field for every phase: 2 * max_reach + 1 = 47.
+# BatchNorm is treated as per-pixel (eval mode); in training mode its batch statistics
+# make every output depend on every input (the seed-buggy model is always like that).
+
+
+def _conv2(iv):  # two 3x3 convs
+    return iv[0] - 2, iv[1] + 2
+
+
+def _pool_back(iv):
+    return 2 * iv[0], 2 * iv[1] + 1
+
+
+def _up_back(iv):
+    return iv[0] // 2, iv[1] // 2
+
+
+def _union(i, j):
+    return min(i[0], j[0]), max(i[1], j[1])
+
+
+def _seed_field(x: int, levels: int = 3) -> tuple[int, int]:
+    """Input interval seen by output pixel ``x`` of a ``levels``-level U-Net (no boundary effects).
+
+    Each level is two 3x3 convs; the seed U-Net has 3 levels. The seed-attn U-Net walks the same way:
+    its 1x1 projections and attention gates join branches that are already in the union.
+    """
+
+    def enc_in(level, iv):
+        iv = _conv2(iv)
+        return iv if level == 0 else enc_in(level - 1, _pool_back(iv))
+
+    def dec_in(level, iv):  # decoder block at `level` (< levels - 1)
+        c = _conv2(iv)
+        deeper = dec_in(level + 1, _up_back(c)) if level + 1 < levels - 1 else enc_in(levels - 1, _up_back(c))
+        return _union(deeper, enc_in(level, c))
+
+    return dec_in(0, (x, x))  # head: 1x1 conv, no change
+

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .config import DictConfig
+from ..dictconfig import DictConfig
+from .base import Family
 
 
 @dataclass
@@ -83,7 +84,7 @@ class SeparableBlock(nn.Module):
         return x + self.down(h)
 
 
-class TasNet(nn.Module):
+class TasNet(Family):
     """``forward(wave: Tensor[B, T]) -> Tensor[B, T]`` at ``config.sample_rate``."""
 
     kind = "wave"
@@ -99,6 +100,17 @@ class TasNet(nn.Module):
         self.out_act = nn.PReLU()
         self.out = nn.Conv1d(cfg.bottleneck, cfg.filters, 1)
         self.decoder = nn.ConvTranspose1d(cfg.filters, 1, cfg.kernel, stride=cfg.hop, bias=False)
+
+    @property
+    def context(self) -> int:
+        return self.context_samples
+
+    def flops(self) -> int:
+        return flops_per_second(self)
+
+    def summary(self) -> str:
+        c = self.config
+        return f"time domain, {c.filters} filters × {len(c.dilations)} blocks"
 
     @property
     def context_frames(self) -> int:
