@@ -208,7 +208,7 @@ torch.manual_seed(0)
 from digit_denoise.models import build_model, flops_per_sample
 from digit_denoise.models import wave_flops_per_second as flops_per_second
 if cfg["model"] == "fast":
-    from digit_denoise.train import PRESETS
+    from digit_denoise.training.config import PRESETS
     model = build_model("masknet", PRESETS["fast"]["model_config"])
     x, y = torch.randn(cfg["batch"], 16000), torch.randn(cfg["batch"], 16000)
     flops = 3 * flops_per_second(model)  # one 1-s sample, forward + backward

@@ -51,7 +51,7 @@ def make_manifest(root: Path, *, test_speakers="1", val_fraction: float = 0.5, s
 
 
 def train_cfg(manifest: Path, out: Path, **kw):
-    from digit_denoise.train import resolve_config
+    from digit_denoise.training.config import resolve_config
 
     base = dict(manifest=str(manifest), out=str(out), batch_size=8, max_steps=16, val_every=4, lr=1e-2,
                 threads=1, device="cpu", seed=0, model_config=dict(TINY_MODEL))

@@ -15,7 +15,8 @@ from digit_denoise.errors import UserError
 from digit_denoise.features import SeedFeatureConfig
 from digit_denoise.models import (AttnUNet, AttnUNetConfig, build_model, count_parameters, describe,
                                   flops_per_sample, measure_receptive_field, model_config, receptive_field)
-from digit_denoise.train import read_history, train
+from digit_denoise.training.loop import train
+from digit_denoise.training.runlog import read_history
 
 from helpers import make_manifest, train_cfg
 

@@ -9,7 +9,7 @@ import torch
 
 from digit_denoise.enhance import Denoiser
 from digit_denoise.errors import UserError
-from digit_denoise.train import train
+from digit_denoise.training.loop import train
 
 from helpers import SR, make_manifest, tone, train_cfg
 

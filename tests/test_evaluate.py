@@ -15,7 +15,7 @@ from digit_denoise.errors import UserError
 from digit_denoise.evaluate import evaluate
 from digit_denoise.features import SeedFeatureConfig, wave_to_seed
 from digit_denoise.data.manifest import load_manifest, select
-from digit_denoise.train import train
+from digit_denoise.training.loop import train
 
 from helpers import make_manifest, train_cfg
 

@@ -64,13 +64,13 @@ def test_seed_model_exports_its_image_net(tmp_path):
 def test_cli_export_and_refusals(tmp_path, capsys):
     m = save_wave_model(tmp_path / "wave")
     out = tmp_path / "model.onnx"
-    assert main(["export", "--onnx", str(m), "-o", str(out)]) == 0
+    assert main(["export", str(m), "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "wrote" in text and "onnxruntime matches PyTorch" in text and out.is_file()
     before = out.read_bytes()
-    for args, msg in [(["export", "--onnx", str(m), "-o", str(out)], "already exists"),
+    for args, msg in [(["export", str(m), "-o", str(out)], "already exists"),
                       (["export", str(m), "-o", str(tmp_path / "model.bin")], ".onnx"),
-                      (["export", "--onnx", str(tmp_path / "nope"), "-o", str(tmp_path / "x.onnx")], "not found")]:
+                      (["export", str(tmp_path / "nope"), "-o", str(tmp_path / "x.onnx")], "not found")]:
         assert main(args) == 2
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and msg in err, err

@@ -19,14 +19,10 @@ from digit_denoise.features import (
     SeedFeatureConfig,
     SeedFeatures,
     area_resize,
-    griffin_lim,
     mel_filterbank,
-    mel_power_to_linear,
-    seed_invert,
-    seed_to_mel_power,
     wave_to_seed,
-    with_phase,
 )
+from digit_denoise.inversion import griffin_lim, mel_power_to_linear, seed_invert, seed_to_mel_power, with_phase
 
 librosa = pytest.importorskip("librosa")
 cv2 = pytest.importorskip("cv2")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digit_denoise.losses import compressed_spectrum, neg_si_sdr, spec_sisdr, wave_loss
+import numpy as np
+
+from digit_denoise.losses import compressed_spectrum, mrstft, neg_si_sdr, spec_sisdr, wave_loss
 
 
 def _x(*shape, seed=0):
@@ -36,3 +38,15 @@ def test_spec_sisdr_combines_both_and_has_finite_gradients():
     spec_sisdr(silent, _x(1, 4000)).backward()
     assert torch.isfinite(silent.grad).all()
     assert wave_loss("spec+sisdr") is spec_sisdr
+
+
+def test_wave_losses():
+    c = _x(4, 8000)
+    assert float(neg_si_sdr(c, c)) < -60  # perfect: very high SI-SDR
+    assert float(neg_si_sdr(3 * c, c)) < -60  # scale-invariant
+    noisy = c + 0.5 * _x(4, 8000, seed=3)
+    assert float(neg_si_sdr(noisy, c)) == pytest.approx(-10 * np.log10(1 / 0.25), abs=0.3)
+    assert float(mrstft(c, c)) < 1e-5 < float(mrstft(noisy, c))
+    assert float(wave_loss("sisdr+mrstft")(noisy, c)) > float(wave_loss("sisdr+mrstft")(c, c))
+    with pytest.raises(ValueError):
+        wave_loss("l1")

@@ -14,7 +14,9 @@ from digit_denoise.checkpoint import load_model, model_meta, save_checkpoint
 from digit_denoise.losses import neg_si_sdr
 from digit_denoise.models import build_model, count_parameters, model_config, receptive_field, wave_flops_per_second
 from digit_denoise.models.tasnet import TasNetConfig
-from digit_denoise.train import read_history, resolve_config, train
+from digit_denoise.training.config import resolve_config
+from digit_denoise.training.loop import train
+from digit_denoise.training.runlog import read_history
 
 from helpers import make_manifest, train_cfg
 

@@ -1,8 +1,7 @@
 """digit-denoise: train, evaluate and serve denoisers for short spoken recordings."""
 
-__version__ = "0.1.0"
-
-from .errors import UserError  # noqa: E402
+from .errors import UserError
+from .version import __version__
 
 __all__ = ["UserError", "__version__", "Denoiser"]
 

@@ -10,7 +10,7 @@ import argparse
 import re
 import sys
 
-from . import __version__
+from .version import __version__
 from .errors import UserError
 from .runtime import tune_malloc
 
@@ -68,7 +68,7 @@ def cmd_download(a) -> int:
     return 0
 
 
-_NEGATIVE_VALUE_OPTIONS = ("--snr",)
+_NEGATIVE_VALUE_OPTIONS = ("--snr", "--snr-focus")
 
 
 def _glue_negative_values(argv: list[str]) -> list[str]:
@@ -141,94 +141,20 @@ def add_data(sub) -> None:
 
 # ------------------------------------------------------------------------- train / eval
 def cmd_train(a) -> int:
-    import json as _json
+    from .training.config import config_from_args
+    from .training.loop import train
 
-    from .train import resolve_config, train
-
-    overrides = {k: getattr(a, k) for k in ("manifest", "out", "lr", "batch_size", "epochs", "max_steps",
-                                            "val_every", "save_every", "limit", "val_limit", "seed", "threads", "device",
-                                            "model", "loss", "schedule", "clip_grad", "noise", "snr", "segment", "precision",
-                                            "steps", "ema", "snr_focus", "babble_talkers", "speed", "eq_db")}
-    if a.compile:
-        overrides["compile"] = True
-    if a.channels_last:
-        overrides["channels_last"] = True
-    if a.no_augment:
-        overrides["augment"] = False
-    if a.fresh_noise:
-        overrides["fresh_noise"] = True
-    if a.model_config:
-        try:
-            overrides["model_config"] = _json.loads(a.model_config)
-        except ValueError:
-            raise UserError(f"--model-config {a.model_config!r}: not valid JSON (e.g. '{{\"channels\": [16, 32, 64]}}')")
-        if not isinstance(overrides["model_config"], dict):
-            raise UserError(f"--model-config {a.model_config!r}: give a JSON object, e.g. '{{\"channels\": [16, 32, 64]}}'")
-    cfg = resolve_config(a.preset, **overrides)
-    s = train(cfg, restart=a.restart)
+    s = train(config_from_args(a), restart=a.restart)
     print(f"run: {s['run']}  steps: {s['steps']}  best val loss: {s['best_val_loss']:.5f}  "
           f"train time: {s['elapsed_s']:.0f} s  ({s['samples_per_s']} samples/s)")
     return 0
 
 
 def add_train(sub) -> None:
-    from .train import PRESETS
+    from .training.config import add_arguments
 
     p = _add(sub, "train", "train a denoiser on a manifest (resumes when rerun; --restart starts over)", cmd_train)
-    p.add_argument("--manifest", required=True,
-                   help="manifest CSV from 'data prepare'; waveform models also take a comma list (a.csv,b.csv) "
-                        "and train on the union of their train/val rows")
-    p.add_argument("--out", required=True, help="run folder, e.g. runs/seed")
-    p.add_argument("--preset", default="seed", choices=list(PRESETS),
-                   help="seed: the published recipe done right; seed-buggy: its bug reproduced (comparison only); "
-                        "fast: 16 kHz mask network, noise drawn on the fly (the shipped default model); best: a wider, "
-                        "deeper complex-mask network with SI-SDR + MR-STFT loss, 4× the steps (for a GPU); speech: "
-                        "the wideband-speech recipe for long CPU runs (real noise, EMA, compressed-spectrum loss)")
-    p.add_argument("--model", default=None, help="model family (default: the preset's)")
-    p.add_argument("--model-config", default=None, help="JSON overrides of the model config")
-    p.add_argument("--loss", default=None, help="loss (default: the preset's; seed: mse)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (seed preset: 2e-4)")
-    p.add_argument("--batch-size", type=int, default=None, help="global batch size (seed preset: 128)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (seed preset: 6)")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="stop after N optimiser steps (default: no limit); the learning-rate schedule still spans "
-                        "--epochs, so to anneal over fewer steps lower --epochs instead")
-    p.add_argument("--val-every", type=int, default=None, help="validate and checkpoint every N steps (seed: 75)")
-    p.add_argument("--save-every", type=int, default=None,
-                   help="also save the resume point every N steps (default 0: at validation and every 5 minutes)")
-    p.add_argument("--limit", type=int, default=None, help="use only N training clips (default: all)")
-    p.add_argument("--val-limit", type=int, default=None, help="use only N validation clips (default: all)")
-    p.add_argument("--fresh-noise", action="store_true", help="new noise every epoch (evaluation noise stays fixed)")
-    p.add_argument("--seed", type=int, default=None, help="seed for torch/numpy/random and the data order (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--schedule", default=None, choices=["constant", "cosine"],
-                   help="learning-rate schedule (seed: constant; fast: cosine)")
-    p.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm (0 = off; fast: 5)")
-    p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"],
-                   help="auto: bf16 autocast on a CUDA GPU that supports it, else fp32 (default: auto)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (off by default; see make bench)")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (2-D seed models)")
-    p.add_argument("--noise", default=None,
-                   help="waveform models: noise kinds drawn on the fly, from white,pink,brown,colored,babble "
-                        "and/or folders of noise recordings (default: all five kinds)")
-    p.add_argument("--snr", default=None, help="waveform models: SNR range of the mixtures in dB (default -10:15)")
-    p.add_argument("--segment", type=float, default=None, help="waveform models: seconds per window (default 1.0)")
-    p.add_argument("--no-augment", action="store_true", help="waveform models: no tilt/speed augmentation")
-    p.add_argument("--steps", type=int, default=None,
-                   help="planned optimiser steps of the whole run; the learning-rate schedule spans them across "
-                        "resumes (default 0: --epochs × steps per epoch; speech: 30000)")
-    p.add_argument("--ema", type=float, default=None,
-                   help="decay of an exponential moving average of the weights, validated and saved as best "
-                        "(default 0 = off; speech: 0.999)")
-    p.add_argument("--snr-focus", default=None,
-                   help="waveform models: LO:HI@SHARE draws that share of the SNRs from LO…HI dB, the rest from --snr "
-                        "(speech: -12:-4@0.7)")
-    p.add_argument("--babble-talkers", default=None, help="waveform models: talkers per babble mixture, LO:HI "
-                                                          "(default 3:7; speech: 2:8)")
-    p.add_argument("--speed", default=None, help="waveform models: speed/pitch augmentation range (default 0.85:1.15)")
-    p.add_argument("--eq-db", type=float, default=None,
-                   help="waveform models: random peaking EQ of the clean speech, ±dB (default 0 = off; speech: 15)")
+    add_arguments(p)
     p.add_argument("--restart", action="store_true", help="delete the run folder's state and start over")
 
 
@@ -312,7 +238,6 @@ def add_export(sub) -> None:
              cmd_export)
     p.add_argument("model", nargs="?", default=None,
                    help="run folder, checkpoint folder or .safetensors file (default %(default)s: the shipped model)")
-    p.add_argument("--onnx", action="store_true", help="write ONNX (the only export format, so also without --onnx)")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset version")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
@@ -348,7 +273,7 @@ def cmd_compare(a) -> int:
 
 
 def add_compare(sub) -> None:
-    from .compare import DEFAULT_METHODS, DEFAULT_NOISE, DEFAULT_SNR
+    from .compare.defaults import DEFAULT_METHODS, DEFAULT_NOISE, DEFAULT_SNR
 
     p = _add(sub, "compare", "compare denoisers (peers, oracles, trained runs) on identical noisy inputs over a "
              "noise × SNR grid; writes per_clip.csv, summary.json and report.html", cmd_compare)

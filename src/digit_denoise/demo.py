@@ -21,7 +21,8 @@ def run_demo(out: str | Path, speakers: int = 12, takes: int = 4, steps: int = 4
     from .data.manifest import load_manifest, prepare, select, summary_table
     from .data.noise import NoiseConfig
     from .data.synth import synthesize_corpus
-    from .train import resolve_config, train
+    from .training.config import resolve_config
+    from .training.loop import train
 
     out = Path(out)
     t0 = time.perf_counter()

@@ -17,11 +17,10 @@ chunked output equals whole-input processing to float rounding (tested at 1e-5).
 
 Seed-representation models (kind ``"seed"``): one window = one clip → 48 kHz → 112×112 image →
 model → image → mel power at the clip's own frame count and absolute level (see
-:func:`features.seed_to_mel_power`) → linear magnitude → waveform with the noisy input's phase
+:func:`inversion.seed_to_mel_power`) → linear magnitude → waveform with the noisy input's phase
 (default; much better SI-SDR) or Griffin-Lim → back to the input's rate and length. The seed
 representation is per clip (min-max normalised, resized to 112 frames), so windows are kept close
-to the training clips' length: inputs up to ``SEED_WINDOW_S`` (2 s) are one clip, exactly as
-before; longer ones are 2 s windows cross-faded over 0.4 s. Each window has its own level
+to the training clips' length: inputs up to ``SEED_WINDOW_S`` (2 s) are one clip; longer ones are 2 s windows cross-faded over 0.4 s. Each window has its own level
 normalisation, so chunked and whole-clip outputs differ more than for waveform models (the model
 never saw 30-s clips squeezed into 112 frames anyway).
 """
@@ -39,7 +38,8 @@ import torch
 from .audio import read_blocks, resample, resample_stream
 from .checkpoint import load_model
 from .errors import UserError
-from .features import SeedFeatureConfig, seed_invert, wave_to_seed
+from .features import SeedFeatureConfig, wave_to_seed
+from .inversion import seed_invert
 
 PHASES = ("noisy", "griffinlim")
 KINDS = ("seed", "wave")

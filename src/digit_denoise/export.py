@@ -1,4 +1,4 @@
-"""``digit-denoise export --onnx``: a model file → one ONNX file, checked against PyTorch.
+"""``digit-denoise export``: a model file → one ONNX file, checked against PyTorch.
 
 What is exported is the network itself, with a dynamic batch axis:
 
@@ -19,12 +19,14 @@ import inspect
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch loads when an export runs, not when the CLI builds its parser
+    import torch
 
 from .audio import atomic_path
-from .checkpoint import load_model
 from .errors import UserError
 
 OPSET = 17
@@ -32,6 +34,8 @@ TOLERANCE = 1e-4  # max |onnxruntime - torch| accepted (outputs are ~±1 audio o
 
 
 def _load(model_path: str | None) -> tuple[torch.nn.Module, dict]:
+    from .checkpoint import load_model
+
     if model_path is None:
         from .enhance import default_model_path
 
@@ -43,6 +47,8 @@ def _load(model_path: str | None) -> tuple[torch.nn.Module, dict]:
 
 def example_inputs(meta: dict, model: torch.nn.Module, seed: int = 0) -> list[torch.Tensor]:
     """Two random inputs of different sizes for the export and the check."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     if (meta.get("features") or {}).get("kind") == "wave":
         sr = int(meta["sample_rate"])
@@ -59,6 +65,8 @@ def export_onnx(model_path: str | None, out: str | Path, *, opset: int = OPSET, 
     ``max_abs_diff`` is None when onnxruntime is not installed (or ``check=False``). A difference
     above :data:`TOLERANCE` raises :class:`UserError` and leaves no file behind.
     """
+    import torch
+
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"-o {out}: give a file name ending in .onnx")
@@ -111,6 +119,8 @@ def _add_metadata(path: Path, meta: dict) -> None:
 
 def _check(path: Path, model: torch.nn.Module, inputs: list[torch.Tensor], name: str) -> float | None:
     """Max |onnxruntime − torch| over ``inputs``; None without onnxruntime."""
+    import torch
+
     try:
         import onnxruntime as ort
     except ImportError:

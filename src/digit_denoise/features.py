@@ -1,4 +1,4 @@
-"""The seed representation (48 kHz mel dB image, 112x112) in batched torch, and its inverses.
+"""The seed representation (48 kHz mel dB image, 112x112) in batched torch (inverses: :mod:`.inversion`).
 
 Forward (matches the seed project's librosa + OpenCV code, see ``tests/test_features.py``)::
 
@@ -12,11 +12,6 @@ Forward (matches the seed project's librosa + OpenCV code, see ``tests/test_feat
 Every per-clip number (frame count, max, min, reference power) is taken over that clip's own
 valid frames, so a padded batch gives the same images as one call per clip.
 
-Inverse: :func:`seed_to_mel_power` (image -> absolute mel power), :func:`mel_power_to_linear`
-(mel -> linear power via the filterbank's pseudo-inverse, clamped >= 0), then
-:func:`griffin_lim` or :func:`with_phase` (magnitude + a given waveform's phase); or all at once
-with :func:`seed_invert`.
-
 The OpenCV ``INTER_AREA`` rule (OpenCV ``imgproc/src/resize.cpp``, checked numerically against
 ``cv2`` in the tests): when the image shrinks (or keeps its size) along *both* axes, each output
 pixel is the exact pixel-area-weighted mean of the input cells it covers. When it grows along
@@ -28,7 +23,7 @@ Both are separable, so the resize is ``W_rows @ X @ W_cols^T`` with matrices cac
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
@@ -45,13 +40,8 @@ __all__ = [
     "area_resize_matrices",
     "area_resize",
     "wave_to_seed",
-    "seed_features",
     "pad_batch",
-    "seed_to_mel_power",
-    "mel_power_to_linear",
-    "griffin_lim",
-    "with_phase",
-    "seed_invert",
+    "wave_seed_images",
 ]
 
 
@@ -315,7 +305,7 @@ class SeedFeatures(torch.nn.Module):
             lo, hi = torch.aminmax(x.flatten(1), dim=1)  # [k] min / max power over the clip
             ref_db = 10.0 * torch.log10(hi.clamp_min(c.amin))
             floor = (10.0 * torch.log10(lo.clamp_min(c.amin)) - ref_db).clamp_min(-c.top_db)
-            flat = floor == 0  # silent or constant clip: an all-zero image, as before
+            flat = floor == 0  # silent or constant clip: an all-zero image
             scale = torch.where(flat, 0.0, -10.0 / torch.where(flat, 1.0, floor))  # 10 / (0 - floor)
             shift = (ref_db + floor) * scale / 10.0
             x.clamp_min_(c.amin).log10_().mul_(scale[:, None, None]).sub_(shift[:, None, None]).clamp_(0.0, 1.0)
@@ -377,166 +367,6 @@ def wave_to_seed(wave, sr: int, cfg: SeedFeatureConfig | None = None
         return _module(cfg)(batch, lengths)
 
 
-seed_features = wave_to_seed  # the name docs/architecture.md uses
-
-
-# --------------------------------------------------------------------------------------------
-# inverse
-
-
-def seed_to_mel_power(img: torch.Tensor, stats: dict, cfg: SeedFeatureConfig | None = None
-                      ) -> list[torch.Tensor]:
-    """Seed images back to absolute mel power: ``Tensor[B, 1, H, W] -> [Tensor[n_mels, frames_i]]``.
-
-    Per clip ``i``:
-      1. resize the ``H x W`` image back to ``(n_mels, frames_i)`` with the same cv2
-         ``INTER_AREA``-equivalent rule as the forward pass (it grows along the mel axis, so this is
-         OpenCV's 2-tap linear area rule; detail lost by the forward shrink is not recovered);
-      2. ``v`` in [0, 1] -> dB relative to the clip's max: ``dB = db_min + v * (db_max - db_min)``
-         (``db_max`` is 0 dB for any non-silent clip, ``db_min`` >= ``-top_db``); values are
-         clamped to [0, 1] first;
-      3. dB -> absolute power: ``power = ref_power * 10 ** (dB / 10)``, where ``ref_power`` is
-         the clip's max mel power measured in the forward pass.
-    So a pixel of 1 maps to ``ref_power`` and a pixel of 0 to ``ref_power * 10**(db_min / 10)``
-    (at most ``top_db`` below). A model's output image inherits the *input* clip's stats.
-    """
-    cfg = cfg or SeedFeatureConfig()
-    if img.dim() == 3:
-        img = img[:, None]
-    out = []
-    for i in range(img.shape[0]):
-        n = int(stats["frames"][i])
-        v = area_resize(img[i, 0].clamp(0.0, 1.0), (cfg.n_mels, n))
-        lo = stats["db_min"][i].to(v)
-        hi = stats["db_max"][i].to(v)
-        db = lo + v * (hi - lo)
-        out.append(stats["ref_power"][i].to(v) * torch.pow(10.0, db / 10.0))
-    return out
-
-
-@lru_cache(maxsize=8)
-def _mel_pinv(sr: int, n_fft: int, n_mels: int) -> torch.Tensor:
-    fb = mel_filterbank(sr, n_fft, n_mels, dtype=torch.float64)
-    return torch.linalg.pinv(fb)
-
-
-def mel_power_to_linear(mel_power: torch.Tensor, cfg: SeedFeatureConfig | None = None,
-                        n_nnls: int = 0) -> torch.Tensor:
-    """Mel power ``Tensor[..., n_mels, T]`` -> linear power ``Tensor[..., n_fft // 2 + 1, T]``.
-
-    Minimum-norm least squares through the filterbank's pseudo-inverse (float64), clamped to
-    ``>= 0``. ``n_nnls > 0`` refines with that many projected multiplicative (NNLS-style)
-    updates ``S <- S * (M^T y) / (M^T M S)`` that keep ``S >= 0`` and lower ``||M S - y||``.
-    """
-    cfg = cfg or SeedFeatureConfig()
-    pinv = _mel_pinv(cfg.sample_rate, cfg.n_fft, cfg.n_mels).to(mel_power.device)
-    y = mel_power.to(torch.float64)
-    s = (pinv @ y).clamp_min(0.0)
-    if n_nnls > 0:
-        m = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, dtype=torch.float64).to(y.device)
-        mty = m.T @ y.clamp_min(0.0)
-        s = s + 1e-12 * float(y.abs().max().clamp_min(1e-30))
-        for _ in range(n_nnls):
-            s = s * mty / (m.T @ (m @ s)).clamp_min(1e-30)
-    return s.to(mel_power.dtype)
-
-
-def _stft(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
-    return torch.stft(x, n_fft, hop_length=hop, win_length=n_fft, window=window, center=True,
-                      pad_mode="constant", return_complex=True)
-
-
-def _istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length: int | None
-           ) -> torch.Tensor:
-    return torch.istft(spec, n_fft, hop_length=hop, win_length=n_fft, window=window, center=True,
-                       length=length)
-
-
-def griffin_lim(mag: torch.Tensor, n_iter: int = 32, hop: int = 512, n_fft: int = 2048,
-                length: int | None = None, seed: int = 0, momentum: float = 0.99) -> torch.Tensor:
-    """Fast Griffin-Lim (librosa's algorithm): magnitude ``Tensor[..., F, T]`` -> ``Tensor[..., N]``.
-
-    Random initial phase from ``torch.Generator().manual_seed(seed)`` (same seed -> same output),
-    then ``n_iter`` rounds of istft/stft with the momentum step
-    ``angles = rebuilt - momentum / (1 + momentum) * previous`` (normalised to unit modulus).
-    ``length`` defaults to ``hop * (T - 1)`` samples (centre=True framing).
-    """
-    mag = mag.to(torch.float32) if not mag.is_floating_point() else mag
-    window = torch.hann_window(n_fft, periodic=True, dtype=mag.dtype, device=mag.device)
-    if length is None:
-        length = hop * (mag.shape[-1] - 1)
-    gen = torch.Generator().manual_seed(int(seed))
-    phase = torch.rand(mag.shape, generator=gen, dtype=torch.float64) * (2 * math.pi)
-    angles = torch.polar(torch.ones_like(phase), phase).to(
-        torch.complex64 if mag.dtype == torch.float32 else torch.complex128).to(mag.device)
-    eps = 1e-16
-    rebuilt = torch.zeros_like(angles)
-    for _ in range(n_iter):
-        tprev = rebuilt
-        inverse = _istft(mag * angles, n_fft, hop, window, length)
-        rebuilt = _stft(inverse, n_fft, hop, window)
-        angles = rebuilt - (momentum / (1.0 + momentum)) * tprev
-        angles = angles / (angles.abs() + eps)
-    return _istft(mag * angles, n_fft, hop, window, length)
-
-
-def with_phase(mag: torch.Tensor, phase_source_wave, n_fft: int = 2048, hop: int = 512,
-               length: int | None = None) -> torch.Tensor:
-    """Magnitude ``Tensor[F, T]`` + the STFT phase of ``phase_source_wave`` (``[N]``, same rate
-    and framing) -> waveform ``Tensor[length]`` (default ``N``). Frames are cropped or
-    zero-padded to agree if the counts differ."""
-    src = torch.as_tensor(np.asarray(phase_source_wave) if not isinstance(phase_source_wave,
-                          torch.Tensor) else phase_source_wave).to(mag.dtype).to(mag.device)
-    src = src.reshape(-1)
-    window = torch.hann_window(n_fft, periodic=True, dtype=mag.dtype, device=mag.device)
-    spec = _stft(src, n_fft, hop, window)
-    t = mag.shape[-1]
-    if spec.shape[-1] < t:
-        spec = torch.nn.functional.pad(spec, (0, t - spec.shape[-1]))
-    spec = spec[..., :t]
-    unit = torch.where(spec.abs() > 0, spec / spec.abs().clamp_min(1e-30),
-                       torch.ones((), dtype=spec.dtype, device=spec.device))
-    if length is None:
-        length = src.shape[-1]
-    return _istft(mag * unit, n_fft, hop, window, length)
-
-
-def seed_invert(img: torch.Tensor, stats: dict, *, method: str = "griffinlim",
-                noisy_wave=None, noisy_sr: int | None = None, n_iter: int = 32, seed: int = 0,
-                cfg: SeedFeatureConfig | None = None) -> list[np.ndarray]:
-    """Seed images -> 48 kHz float32 waveforms, one per clip, each of its original length.
-
-    image -> :func:`seed_to_mel_power` -> :func:`mel_power_to_linear` -> magnitude
-    ``sqrt(power)`` -> phase from ``method``:
-      * ``"griffinlim"``: :func:`griffin_lim` with ``n_iter`` and ``seed``;
-      * ``"noisy-phase"``: :func:`with_phase` with the phase of ``noisy_wave`` (a list of clips or
-        a ``[B, T]`` batch, at ``noisy_sr`` Hz, default ``cfg.sample_rate``; resampled if needed).
-    """
-    cfg = cfg or SeedFeatureConfig()
-    if method not in ("griffinlim", "noisy-phase"):
-        raise ValueError(f"method must be 'griffinlim' or 'noisy-phase', got {method!r}")
-    noisy = None
-    if method == "noisy-phase":
-        if noisy_wave is None:
-            raise ValueError("method='noisy-phase' needs noisy_wave")
-        noisy = _as_clip_list(noisy_wave)
-        if noisy_sr is not None and int(noisy_sr) != cfg.sample_rate:
-            noisy = [audio.resample(c, int(noisy_sr), cfg.sample_rate) for c in noisy]
-        if len(noisy) != img.shape[0]:
-            raise ValueError(f"noisy_wave has {len(noisy)} clips, img has {img.shape[0]}")
-    outs = []
-    with torch.no_grad():
-        mels = seed_to_mel_power(img.detach().cpu().float(), stats, cfg)
-        for i, mel in enumerate(mels):
-            n = int(stats["lengths"][i])
-            mag = mel_power_to_linear(mel, cfg).clamp_min(0.0).sqrt()
-            if method == "griffinlim":
-                y = griffin_lim(mag, n_iter=n_iter, hop=cfg.hop, n_fft=cfg.n_fft, length=n,
-                                seed=seed)
-            else:
-                y = with_phase(mag, noisy[i], n_fft=cfg.n_fft, hop=cfg.hop, length=n)
-            outs.append(y.cpu().numpy().astype(np.float32))
-    return outs
 
 
 def wave_seed_images(waves: list[np.ndarray], sr: int, batch: int = 64) -> torch.Tensor:

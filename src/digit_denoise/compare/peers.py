@@ -356,7 +356,7 @@ class SeedCeiling:
     """The clean clip through the seed 112×112 representation and back, with the noisy phase.
 
     48 kHz clean → :func:`features.wave_to_seed` (image + the clean clip's own stats) →
-    :func:`features.seed_invert` (``noisy-phase``, phase of the noisy input at 48 kHz) → back to
+    :func:`inversion.seed_invert` (``noisy-phase``, phase of the noisy input at 48 kHz) → back to
     ``sr`` and the input's length. What a perfect seed-representation model could reach with the
     noisy phase: an oracle (needs ``clean``), the ceiling of the seed pipeline.
     """
@@ -364,7 +364,8 @@ class SeedCeiling:
     name, is_oracle = "seed-ceiling", True
 
     def enhance(self, noisy, sr, clean=None):
-        from ..features import SeedFeatureConfig, seed_invert, wave_to_seed
+        from ..features import SeedFeatureConfig, wave_to_seed
+        from ..inversion import seed_invert
 
         x = _as_mono(noisy)
         if clean is None:

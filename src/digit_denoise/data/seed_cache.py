@@ -68,7 +68,7 @@ def _pool_key(rows: list[Row], pool: BabblePool) -> dict:
 def _fill_workers() -> int:
     """Worker processes for the feature fill: ``$DIGIT_DENOISE_FEATURE_WORKERS`` or 0 (in-process).
 
-    Measured on 2 CPU cores (``python -m bench.features``): one process with torch's intra-op
+    Measured on 2 CPU cores (``make bench``, case 1): one process with torch's intra-op
     threads fills the cache as fast as or faster than 2 single-thread worker processes, because
     the per-clip Python part (read, resample, mix: ~0.5 ms) is small next to the batched STFT /
     mel / resize (which torch already spreads over the cores), and workers pay for start-up and
@@ -116,7 +116,7 @@ def _fill_chunk(idx: list[int], pairs=None) -> tuple[list[int], np.ndarray, dict
             img, s = fe(padded.to(device), lengths.to(device))
         imgs[:, j] = img[:, 0].cpu().numpy()
         if j == 1:
-            # via Python scalars, as before: int64 / float64 arrays
+            # through Python scalars: int64 / float64 arrays
             stats = {key: np.asarray(torch.as_tensor(val).cpu().tolist()) for key, val in s.items()}
     return idx, imgs, stats
 

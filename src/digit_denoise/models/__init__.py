@@ -44,6 +44,7 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
 
 __all__ = [
     "MODELS",
+    "Family",
     "AttnUNet",
     "AttnUNetConfig",
     "GTCRN",

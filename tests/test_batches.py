@@ -51,3 +51,22 @@ def test_option_parsers():
     for bad in ("0:3", "8:2", "a"):
         with pytest.raises(UserError):
             parse_int_range(bad, "babble-talkers")
+
+
+def test_batches_are_pure_functions_of_their_keys_and_hit_the_snr():
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (4000, 9000, 20000, 16000)]
+    bank = ClipBank(waves, ["a", "b", "a", "c"])
+    cfg = WaveBatchConfig(snr=(5.0, 5.0), kinds=("white", "babble", "colored"), augment=False)
+    idx = torch.tensor([0, 1, 2, 3])
+    n1, c1 = make_batch(bank, idx, cfg, generator("x", 1), {}, False)
+    n2, c2 = make_batch(bank, idx, cfg, generator("x", 1), {}, False)
+    assert torch.equal(n1, n2) and torch.equal(c1, c2)
+    n3, _ = make_batch(bank, idx, cfg, generator("x", 2), {}, False)
+    assert not torch.equal(n1, n3)
+    assert n1.shape == (4, 16000) and float(n1.abs().max()) <= 0.99 + 1e-6
+    # SNR over the clip's own samples (a short clip sits in silence inside the window)
+    active = (c1 != 0).sum(-1)
+    snr = 10 * torch.log10(c1.pow(2).sum(-1) / active / (n1 - c1).pow(2).mean(-1))
+    assert torch.allclose(snr, torch.full((4,), 5.0), atol=0.2)
+    assert int(active[0]) == 4000  # the 0.25 s clip is whole

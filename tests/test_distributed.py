@@ -44,7 +44,7 @@ def test_rank_slices_average_to_the_full_batch_gradient():
     full-batch gradient (float64: equal to rounding)."""
     from digit_denoise.losses import neg_si_sdr
     from digit_denoise.models import build_model
-    from digit_denoise.train import Dist
+    from digit_denoise.training.distributed import Dist
 
     torch.manual_seed(0)
     model = build_model("masknet", {"channels": 8, "dilations": [1, 2]}).double()
@@ -74,10 +74,10 @@ def test_rank_slices_average_to_the_full_batch_gradient():
 def test_two_gloo_processes_match_one(tmp_path):
     manifest = make_manifest(tmp_path / "data")
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, "-m", "digit_denoise.train", "--manifest", str(manifest), "--out", str(one), *ARGS],
+    _run([sys.executable, "-m", "digit_denoise", "train", "--manifest", str(manifest), "--out", str(one), *ARGS],
          tmp_path)
     _run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-          "-m", "digit_denoise.train", "--manifest", str(manifest), "--out", str(two), *ARGS], tmp_path)
+          "-m", "digit_denoise", "train", "--manifest", str(manifest), "--out", str(two), *ARGS], tmp_path)
     h1, h2 = _history(one), _history(two)
     assert [r["step"] for r in h1] == [r["step"] for r in h2] == [1, 2, 3, 4]
     assert h2[0]["train_loss"] == pytest.approx(h1[0]["train_loss"], rel=1e-5)  # step 1: same weights, same data
