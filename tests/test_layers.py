@@ -115,3 +115,12 @@ def test_the_checker_sees_lazy_and_relative_imports():
     assert "enhance" in g["__init__"]  # a lazy import inside __getattr__
     assert "data.noise" in g["data.pairs"] and "audio" in g["data.noise"]  # relative, one and two dots
     assert "compare.peers" in g["compare.core"]  # `from . import peers` inside a method
+
+
+if __name__ == "__main__":  # python tests/test_layers.py: the layers and who imports whom (docs/architecture.md)
+    g = graph()
+    for i, (title, members) in reversed(list(enumerate(LAYERS))):
+        print(f"{i} {title}:")
+        for name in sorted(n for n in g if layer_of(n) == i):
+            deps = sorted({d.split(".")[0] if d.split(".")[0] != name.split(".")[0] else d for d in g[name]})
+            print(f"    {name} → {', '.join(deps) if deps else '—'}")

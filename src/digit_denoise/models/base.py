@@ -33,7 +33,8 @@ class Family(nn.Module):
 
     @property
     def context(self) -> int:
-        raise NotImplementedError
+        """Waveform models: their ``context_samples``; seed models override it (pixels)."""
+        return int(self.context_samples)
 
     def flops(self) -> int:
         raise NotImplementedError

@@ -220,10 +220,6 @@ class GTCRN(Family):
             ConvBlock(16, 2, deconv=True, last=True)])
         self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=True).sqrt(), persistent=False)
 
-    @property
-    def context(self) -> int:
-        return self.context_samples
-
     def flops(self) -> int:
         return flops_per_second(self)
 

@@ -168,10 +168,6 @@ class MaskNet(Family):
         self.out_act = nn.PReLU(cfg.channels)
         self.out = nn.Conv1d(cfg.channels, bins * (2 if cfg.mask == "complex" else 1), 1)
 
-    @property
-    def context(self) -> int:
-        return self.context_samples
-
     def flops(self) -> int:
         return flops_per_second(self)
 

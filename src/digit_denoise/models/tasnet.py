@@ -101,10 +101,6 @@ class TasNet(Family):
         self.out = nn.Conv1d(cfg.bottleneck, cfg.filters, 1)
         self.decoder = nn.ConvTranspose1d(cfg.filters, 1, cfg.kernel, stride=cfg.hop, bias=False)
 
-    @property
-    def context(self) -> int:
-        return self.context_samples
-
     def flops(self) -> int:
         return flops_per_second(self)
 
