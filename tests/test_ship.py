@@ -30,3 +30,32 @@ def test_ship_writes_a_half_precision_default_that_loads(tmp_path):
     with torch.no_grad():
         a, b = m(x), m2(x)
     assert float((a - b).abs().max()) < 1e-2 * float(a.abs().max())
+
+
+def test_ship_records_the_training_run(tmp_path, monkeypatch):
+    """The shipped JSON carries what the run learned from (not where it ran) and its wall time."""
+    import json
+
+    from helpers import make_manifest, train_cfg
+
+    from digit_denoise.ship import ship
+    from digit_denoise.training.loop import train
+
+    monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    train(train_cfg(make_manifest(tmp_path / "data"), run, preset="fast", model_config=dict(TINY), batch_size=8,
+                    max_steps=4, val_every=2, segment=0.5, noise="white", snr="0:5"))
+    path = ship(run, tmp_path / "pre", name="small")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    t = meta["training"]
+    assert t["preset"] == "fast" and t["noise"] == "white" and t["manifest"].endswith("manifest.csv")
+    assert "threads" not in t and "out" not in t and t["elapsed_s"] > 0 and t["samples_per_s"] > 0
+    assert path.name == "small.safetensors" and load_model(path)[1]["step"] == meta["step"]
+
+
+def test_packaged_models_resolve_by_name():
+    from digit_denoise.checkpoint import PACKAGED_MODELS, packaged_model
+
+    for name in PACKAGED_MODELS:
+        model, meta = load_model(name)
+        assert packaged_model(name).is_file() and model.kind == "wave" and meta["sample_rate"] == 16000

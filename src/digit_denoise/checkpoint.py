@@ -79,7 +79,11 @@ def recover(folder: str | Path) -> Path:
 
 
 # models shipped inside the package, by name: (file stem in pretrained/, what it is)
-PACKAGED_MODELS = {"gtcrn": ("gtcrn-dns3", "GTCRN as published, trained on DNS3 by its authors (MIT)")}
+PACKAGED_MODELS = {
+    "default": ("default", "the shipped default model (docs/model-card.md)"),
+    "fast": ("fast", "the small fast model (the `fast` preset, FSDD): under noisereduce's CPU cost"),
+    "gtcrn": ("gtcrn-dns3", "GTCRN as published, trained on DNS3 by its authors (MIT)"),
+}
 
 
 def packaged_model(name: str) -> Path | None:

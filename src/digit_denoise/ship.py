@@ -18,6 +18,9 @@ from .audio import atomic_path
 from .checkpoint import FORMAT, load_model, resolve
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+# run settings that say where or how fast it ran, not what was learned: left out of a shipped model's JSON
+UNSHIPPED_KEYS = {"out", "threads", "device", "compile", "channels_last", "precision", "max_steps", "val_every",
+                  "save_every"}
 
 
 def ship(run: str | Path, out_dir: str | Path = PRETRAINED, name: str = "default", note: dict | None = None) -> Path:
@@ -28,10 +31,17 @@ def ship(run: str | Path, out_dir: str | Path = PRETRAINED, name: str = "default
     tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     cfg_path = Path(run) / "config.json"
     train_cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    history = [json.loads(x) for x in (Path(run) / "history.jsonl").read_text(encoding="utf-8").splitlines()
+               if x.strip()] if (Path(run) / "history.jsonl").is_file() else []
+    at_step = [r for r in history if r.get("step") == meta.get("step")]
+    training = {k: v for k, v in train_cfg.items() if k not in UNSHIPPED_KEYS}
+    if at_step:  # wall time and speed of the run up to the shipped checkpoint
+        training["elapsed_s"] = at_step[-1].get("elapsed_s")
+        training["samples_per_s"] = round(sum(r.get("samples_per_s", 0) for r in history
+                                              if r["step"] <= meta["step"]) / max(1, len(
+                                              [r for r in history if r["step"] <= meta["step"]])), 1)
     meta = {**meta, "weights_dtype": "float16", "source_checkpoint": str(weights.parent.name),
-            "training": {k: train_cfg.get(k) for k in ("preset", "model", "model_config", "loss", "lr", "batch_size",
-                                                       "epochs", "seed", "noise", "snr", "segment", "augment")},
-            **(note or {})}
+            "training": training, **(note or {})}
     with atomic_path(out_dir / f"{name}.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
     with atomic_path(out_dir / f"{name}.json") as tmp:
@@ -76,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "published gtcrn-dns3.safetensors")
     ap.add_argument("--import-gtcrn", action="store_true", help="package the published GTCRN weights instead")
     ap.add_argument("--out", default=str(PRETRAINED), help="folder to write default.safetensors/.json into")
+    ap.add_argument("--name", default="default", help="file name (default: default; `fast` for the small model)")
     ap.add_argument("--data", default="", help="what it was trained on (recorded in the JSON)")
     ap.add_argument("--licence", default="", help="licence/attribution of the training data (recorded in the JSON)")
     a = ap.parse_args(argv)
@@ -84,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB), its .json and LICENSE-gtcrn")
         return 0
     note = {k: v for k, v in (("trained_on", a.data), ("data_licence", a.licence)) if v}
-    path = ship(a.run, a.out, note=note)
+    path = ship(a.run, a.out, name=a.name, note=note)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json').name}")
     with torch.no_grad():
         load_model(path)  # it loads back
