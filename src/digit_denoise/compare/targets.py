@@ -1,0 +1,84 @@
+"""The quality targets of the project (issue 17) against compare reports: met or not, and by how much.
+
+Every target is read at −8 dB input SNR on the test split (unseen speakers): pooled over corpora
+and per corpus. "Ahead of the best peer" compares the model with every other non-oracle method of
+the reports (our earlier models included, the noisy input excluded) in every condition.
+"""
+
+from __future__ import annotations
+
+import math
+
+# (what, condition, metric, threshold)
+TARGETS = (
+    ("SI-SDR, white −8 dB ≥ 8 dB", "white@-8dB", "si_sdr", 8.0),
+    ("SI-SDR, pink −8 dB ≥ 6 dB", "pink@-8dB", "si_sdr", 6.0),
+    ("SI-SDR, babble −8 dB ≥ −3 dB", "babble@-8dB", "si_sdr", -3.0),
+    ("ΔSI-SDR, babble −8 dB ≥ +5 dB", "babble@-8dB", "si_sdr_imp", 5.0),
+    ("ΔSI-SDR, unseen real noise −8 dB ≥ +6 dB", "noise16k:unseen@-8dB", "si_sdr_imp", 6.0),
+    ("PESQ-WB, white −8 dB ≥ 1.8", "white@-8dB", "pesq", 1.8),
+    ("STOI, white −8 dB ≥ 0.80", "white@-8dB", "stoi", 0.80),
+)
+
+
+def _mean(block: dict, method: str, corpus: str | None, cond: str, metric: str) -> float | None:
+    res = block["results"] if corpus is None else block.get("results_by_corpus", {})
+    r = res.get(method, {})
+    r = r.get(cond) if corpus is None else r.get(corpus, {}).get(cond)
+    v = ((r or {}).get(metric) or {}).get("mean")
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _find(summaries: list[dict], method: str) -> dict | None:
+    return next((s for s in summaries if any(m["name"] == method for m in s["methods"])), None)
+
+
+def best_peer_gaps(summaries: list[dict], method: str, corpus: str | None) -> list[tuple[str, float, str]]:
+    """(condition, our SI-SDR − the best other method's, that method) for every condition."""
+    ours = _find(summaries, method)
+    out = []
+    for cond in [c["name"] for c in ours["conditions"]]:
+        mine = _mean(ours, method, corpus, cond, "si_sdr")
+        rivals = [(_mean(s, m["name"], corpus, cond, "si_sdr"), m["name"]) for s in summaries for m in s["methods"]
+                  if m["name"] not in (method, "noisy") and not m.get("is_oracle")]
+        rivals = [r for r in rivals if r[0] is not None]
+        if mine is not None and rivals:
+            best = max(rivals)
+            out.append((cond, mine - best[0], best[1]))
+    return out
+
+
+def targets_section(summaries: list[dict], method: str) -> list[str]:
+    """Markdown: every target for ``method``, pooled and per corpus, then the best-peer margins."""
+    ours = _find(summaries, method)
+    if ours is None:
+        return ["## Targets", "", f"(no report holds a method called {method!r})", ""]
+    corpora = list(ours.get("corpora") or {})
+    cols = [None, *corpora] if len(corpora) > 1 else [None]
+    head = ["all clips" if c is None else c for c in cols]
+    out = ["## Targets (test split, unseen speakers)", "",
+           f"Model `{method}`; each cell is the value, ✅ met or ❌ missed by the amount in brackets.", "",
+           "| target | " + " | ".join(head) + " |", "|---|" + "---|" * len(cols)]
+    for what, cond, metric, threshold in TARGETS:
+        cells = []
+        for c in cols:
+            v = _mean(ours, method, c, cond, metric)
+            if v is None:
+                cells.append("—")
+            else:
+                spec = ".3f" if metric == "stoi" else ".2f"
+                cells.append(f"{v:{spec}} ✅" if v >= threshold else f"{v:{spec}} ❌ ({v - threshold:+{spec}})")
+        out.append(f"| {what} | " + " | ".join(cells) + " |")
+    gaps = {c: best_peer_gaps(summaries, method, c) for c in cols}
+    cells = []
+    for c in cols:
+        g = gaps[c]
+        if not g:
+            cells.append("—")
+            continue
+        worst = min(g, key=lambda x: x[1])
+        behind = sum(1 for _, d, _ in g if d < 0)
+        cells.append(f"{len(g) - behind}/{len(g)} ✅" if behind == 0 else
+                     f"{len(g) - behind}/{len(g)} ❌ (worst {worst[0]}: {worst[1]:+.2f} dB vs {worst[2]})")
+    out += ["| ahead of the best other method in every condition (SI-SDR) | " + " | ".join(cells) + " |", ""]
+    return out

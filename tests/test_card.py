@@ -1,0 +1,39 @@
+"""The generated model card: model facts from its JSON, data sources with licences, the test table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from digit_denoise.card import build, main
+from digit_denoise.checkpoint import model_meta, save_checkpoint
+from digit_denoise.errors import UserError
+from digit_denoise.models import build_model
+
+from test_targets import _summary
+
+
+def test_card_names_sources_and_numbers(tmp_path):
+    m = build_model("masknet", {"channels": 8, "dilations": [1, 2]})
+    training = {"preset": "speech", "loss": "spec+sisdr", "batch_size": 32, "segment": 1.0, "steps": 30000,
+                "lr": 1e-3, "ema": 0.999, "elapsed_s": 7200.0, "samples_per_s": 25.0, "snr": "-12:10",
+                "manifest": "/x/speech16k.csv,/x/fsdd.csv", "noise": "white,babble,/s/noise16k:seen"}
+    save_checkpoint(tmp_path / "ck", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"}, 16000,
+                                                   {"training": training, "step": 5000}))
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    s = _summary({"noisy": {"si_sdr": -8.0, "pesq": 1.1, "stoi": 0.6}, "gtcrn": {"si_sdr": 3.0},
+                  "mine": {"si_sdr": 6.25, "pesq": 1.5, "stoi": 0.75}})
+    s["rtf"] = {"mine": 0.0123}
+    (rep / "summary.json").write_text(json.dumps(s))
+    text = build(str(tmp_path / "ck"), "mine", [rep])
+    assert "Speech Commands v0.02" in text and "CC BY-SA 4.0" in text and "noise16k" in text
+    assert "5000 steps" in text and "2.0 h of training" in text and "0.0123" in text
+    assert "| all | white@-8dB | -8.00 / 1.10 / 0.600 | gtcrn: 3.00 / — / — | 6.25 / 1.50 / 0.750 |" in text
+    assert "| b | pink@-8dB |" in text
+    with pytest.raises(UserError, match="no report"):
+        build(str(tmp_path / "ck"), "other", [rep])
+    out = tmp_path / "card.md"
+    assert main(["--model", str(tmp_path / "ck"), "--method", "mine", "--reports", str(rep), "-o", str(out)]) == 0
+    assert out.read_text() == text

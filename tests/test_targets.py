@@ -1,0 +1,29 @@
+"""The targets table: values, met or missed by how much, and the margin over the best other method."""
+
+from __future__ import annotations
+
+from digit_denoise.compare.targets import best_peer_gaps, targets_section
+
+
+def _summary(methods: dict[str, dict[str, float]], corpora=("a", "b")) -> dict:
+    """A compare summary with SI-SDR/ΔSI-SDR/PESQ/STOI means per method and condition (same in every corpus)."""
+    conds = ["white@-8dB", "pink@-8dB", "babble@-8dB", "noise16k:unseen@-8dB"]
+    res = {m: {c: {k: {"mean": v} for k, v in vals.items()} for c in conds} for m, vals in methods.items()}
+    return {"methods": [{"name": m, "is_oracle": m == "oracle-irm"} for m in methods],
+            "conditions": [{"name": c} for c in conds], "corpora": {c: 10 for c in corpora},
+            "results": res, "results_by_corpus": {m: {c: r for c in corpora} for m, r in res.items()}}
+
+
+def test_targets_table_says_met_missed_and_by_how_much():
+    ours = _summary({"noisy": {"si_sdr": -8.0}, "mine": {"si_sdr": 8.5, "si_sdr_imp": 16.5, "pesq": 1.7, "stoi": 0.81},
+                     "oracle-irm": {"si_sdr": 20.0}})
+    peers = _summary({"gtcrn": {"si_sdr": 9.0}})
+    text = "\n".join(targets_section([peers, ours], "mine"))
+    assert "| SI-SDR, white −8 dB ≥ 8 dB | 8.50 ✅ | 8.50 ✅ | 8.50 ✅ |" in text
+    assert "| PESQ-WB, white −8 dB ≥ 1.8 | 1.70 ❌ (-0.10) |" in text
+    assert "| STOI, white −8 dB ≥ 0.80 | 0.810 ✅ |" in text
+    # the oracle and the noisy input are no rivals; gtcrn (another report) is, and beats us by 0.5 dB
+    gaps = best_peer_gaps([peers, ours], "mine", None)
+    assert [(c, round(d, 2), who) for c, d, who in gaps][0] == ("white@-8dB", -0.5, "gtcrn")
+    assert "0/4 ❌ (worst white@-8dB: -0.50 dB vs gtcrn)" in text
+    assert "no report holds" in "\n".join(targets_section([peers], "mine"))
