@@ -11,7 +11,7 @@ setup:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[test,synth,metrics]"
+	$(BIN)/pip install --quiet -e ".[test,synth,metrics,serve]"
 	@$(BIN)/digit-denoise --version
 
 test:

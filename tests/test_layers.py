@@ -20,7 +20,7 @@ LAYERS = [
     ("signal and models", {"audio", "features", "inversion", "metrics", "losses", "figures", "models"}),
     ("data and model files", {"data", "checkpoint"}),
     ("inference and training", {"enhance", "training"}),
-    ("tools", {"compare", "denoise", "export", "ship", "evaluate", "card"}),
+    ("tools", {"compare", "denoise", "export", "ship", "evaluate", "card", "serve"}),
     ("entry points", {"demo", "cli", "__main__", "__init__"}),
 ]
 

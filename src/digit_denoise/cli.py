@@ -295,7 +295,26 @@ def add_compare(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder")
 
 
-_EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise, add_export, add_compare]
+def cmd_serve(a) -> int:
+    from .serve import serve
+
+    serve(a.host, a.port, a.model, workers=a.workers, queue=a.queue, max_upload_mb=a.max_upload_mb)
+    return 0
+
+
+def add_serve(sub) -> None:
+    p = _add(sub, "serve", "a local web page and HTTP API: upload or record audio, hear and see it denoised, "
+             "try noises and SNRs on sample digits (needs the [serve] extra)", cmd_serve)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--model", action="append", default=None,
+                   help="a run folder or model file to offer beside the shipped models (repeatable)")
+    p.add_argument("--workers", type=int, default=2, help="requests denoised at once")
+    p.add_argument("--queue", type=int, default=8, help="requests waiting for a worker; more get 503 + Retry-After")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted (MB)")
+
+
+_EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise, add_export, add_compare, add_serve]
 
 
 # --------------------------------------------------------------------------------- main

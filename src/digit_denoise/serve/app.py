@@ -1,0 +1,368 @@
+"""The ASGI app of ``digit-denoise serve``: a page to hear and see denoising, and a small HTTP API.
+
+Routes::
+
+    GET  /                     the page (static files shipped in the package: no CDN, works offline)
+    GET  /api/health           {"status": "ok", "models": [...], "busy": n, "waiting": n}
+    GET  /api/models           [{"name", "summary", "sample_rate", "default"}]
+    GET  /api/samples          ["seven-voice01", ...]  (short synthetic digits shipped in the package)
+    POST /api/denoise          multipart `file` (+ `model`): the denoised audio as WAV, the input's
+                               rate, channel count and length
+    POST /api/session          the same upload: JSON with links to noisy/denoised WAV and spectrograms
+    POST /api/playground       `sample` (or `file`), `noise`, `snr` (+ `model`): mixes, denoises and
+                               scores SI-SDR / PESQ / STOI of the noisy and denoised audio
+    GET  /api/result/{id}/{part}   a stored session result (noisy.wav, denoised.wav, noisy.png, denoised.png)
+
+Safe by default: the CLI binds 127.0.0.1; uploads are limited in size (413); at most ``workers``
+requests compute at once and ``queue`` more wait, the rest get 503 with Retry-After; a bad upload
+gets a 4xx JSON ``{"error": "..."}`` and the server goes on; uploads never touch the file system
+beyond the multipart parser's own temporary files, which are closed (removed) after each request;
+models are chosen by name from the server's own list, results by a random id from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import UserError
+
+STATIC = Path(__file__).resolve().parent / "static"
+SAMPLES = Path(__file__).resolve().parent / "samples"
+NOISES = ("white", "pink", "brown", "babble")
+RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
+TRUNCATED = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+PARTS = {"noisy.wav": "audio/wav", "denoised.wav": "audio/wav", "noisy.png": "image/png",
+         "denoised.png": "image/png"}
+
+
+class BadRequest(Exception):
+    """A request the client can fix: ``status`` and a one-line message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ServerConfig:
+    models: dict[str, str]  # name → model path or packaged name; the first is the default
+    max_upload_mb: float = 50.0  # larger uploads get 413
+    workers: int = 2  # requests computing at once
+    queue: int = 8  # requests waiting for a worker; beyond that 503 with Retry-After
+    results: int = 32  # session results kept in memory (oldest dropped first)
+
+
+@dataclass
+class State:
+    cfg: ServerConfig
+    denoisers: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    results: OrderedDict = field(default_factory=OrderedDict)
+    busy: int = 0
+    waiting: int = 0
+    slots: asyncio.Semaphore | None = None
+
+    def denoiser(self, name: str):
+        """The loaded model called ``name`` (loaded once, on first use)."""
+        from ..enhance import Denoiser
+
+        if name not in self.cfg.models:
+            raise BadRequest(400, f"unknown model {name!r}; choose one of {', '.join(self.cfg.models)}")
+        with self.lock:
+            if name not in self.denoisers:
+                self.denoisers[name] = Denoiser.from_checkpoint(self.cfg.models[name])
+            return self.denoisers[name]
+
+    def keep(self, parts: dict[str, bytes]) -> str:
+        rid = secrets.token_hex(16)
+        with self.lock:
+            self.results[rid] = parts
+            while len(self.results) > self.cfg.results:
+                self.results.popitem(last=False)
+        return rid
+
+
+# ----------------------------------------------------------------------------------- audio
+def read_upload(data: bytes, name: str) -> tuple[np.ndarray, int, str]:
+    """(audio [channels, samples] float32, rate, subtype) of uploaded bytes; a :class:`BadRequest` if
+    they are empty, not audio, truncated or not finite."""
+    if not data:
+        raise BadRequest(400, f"{name}: the upload is empty")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            rate, subtype, frames = f.samplerate, f.subtype, f.frames
+            short = TRUNCATED.search(f.extra_info or "")  # libsndfile: "data : 16000 (should be 7978)"
+            x = f.read(dtype="float32", always_2d=True).T
+    except Exception as e:  # libsndfile: not audio, unknown format, truncated
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        msg = re.sub(r"^Error opening .*?: ", "", msg)[:120]  # libsndfile names the in-memory buffer
+        raise BadRequest(415, f"{name}: not a readable audio file ({msg})") from None
+    if x.shape[1] == 0:
+        raise BadRequest(400, f"{name}: the audio has no samples")
+    if short or (frames > 0 and x.shape[1] < frames):
+        said = f" ({short.group(2)} of {short.group(1)} bytes of audio)" if short else ""
+        raise BadRequest(422, f"{name}: the file is truncated{said}; upload the whole file")
+    if not np.isfinite(x).all():
+        raise BadRequest(422, f"{name}: the audio holds NaN or infinite samples")
+    return x, rate, subtype
+
+
+def wav_bytes(x: np.ndarray, rate: int, subtype: str) -> bytes:
+    """``[channels, samples]`` → WAV bytes; integer outputs are scaled down as a whole if they would clip."""
+    if subtype not in ("FLOAT", "DOUBLE", "PCM_16", "PCM_24", "PCM_32", "PCM_U8"):
+        subtype = "PCM_16"
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if subtype not in ("FLOAT", "DOUBLE") and peak > 0.99:
+        x = x * (0.99 / peak)
+    buf = io.BytesIO()
+    sf.write(buf, np.ascontiguousarray(x.T), rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def spectrogram_png(x: np.ndarray, rate: int, title: str) -> bytes:
+    """A small log-magnitude spectrogram (first channel) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.6), dpi=80)
+    mono = x[0] if x.shape[1] >= 64 else np.pad(x[0], (0, 64 - x.shape[1]))
+    ax.specgram(mono, NFFT=512 if rate > 12000 else 256, Fs=rate, noverlap=384 if rate > 12000 else 192,
+                cmap="magma", vmin=-120)
+    ax.set_title(title)
+    ax.set_xlabel("s")
+    ax.set_ylabel("Hz")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def denoise_array(state: State, model: str, x: np.ndarray, rate: int) -> np.ndarray:
+    y = state.denoiser(model).enhance(x, rate)
+    return np.asarray(y, np.float32).reshape(x.shape)
+
+
+def session_parts(noisy: np.ndarray, clean: np.ndarray, rate: int, subtype: str) -> dict[str, bytes]:
+    return {"noisy.wav": wav_bytes(noisy, rate, subtype), "denoised.wav": wav_bytes(clean, rate, subtype),
+            "noisy.png": spectrogram_png(noisy, rate, "before"), "denoised.png": spectrogram_png(clean, rate, "after")}
+
+
+def playground(state: State, model: str, clean: np.ndarray, rate: int, noise: str, snr: float, seed: int) -> dict:
+    """Mix ``clean`` (mono) with ``noise`` at ``snr``, denoise, score; returns parts and metrics."""
+    from ..data.noise import babble, clip_rng, mix_at_snr, noise_signal
+    from ..metrics import clip_metrics
+
+    rng = clip_rng(seed, "playground", noise, snr)
+    if noise == "babble":  # other voices: the shipped samples, shifted in time and pitch by looping
+        others = [read_upload(p.read_bytes(), p.name)[0][0] for p in sorted(SAMPLES.glob("*.flac"))]
+        n = babble(others, clean.size, rng)
+    else:
+        n = noise_signal(noise, clean.size, rng, sr=rate)
+    noisy, _ = mix_at_snr(clean, n, snr)
+    enhanced = denoise_array(state, model, noisy[None], rate)[0]
+    m = clip_metrics(clean, noisy, enhanced, rate)
+    metrics = {k: (None if v is None or not np.isfinite(v) else round(float(v), 3)) for k, v in m.items()}
+    return {"parts": session_parts(noisy[None], enhanced[None], rate, "FLOAT"), "metrics": metrics}
+
+
+# ------------------------------------------------------------------------------------- app
+def create_app(cfg: ServerConfig):
+    """The Starlette app for ``cfg`` (models are loaded on first use)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    if not cfg.models:
+        raise UserError("serve: give at least one model")
+    state = State(cfg, slots=asyncio.Semaphore(cfg.workers))  # binds to the serving loop on first use
+    limit = int(cfg.max_upload_mb * 1024 * 1024)
+
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    async def form_of(request, need_file: bool = True) -> tuple[dict, bytes, str]:
+        """(fields, file bytes, file name) of a multipart request within the size limit."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit + 64 * 1024:
+            raise BadRequest(413, f"upload too large ({int(length) / 2**20:.1f} MB > {cfg.max_upload_mb:g} MB)")
+        ctype = request.headers.get("content-type", "")
+        plain_form = ctype.startswith("application/x-www-form-urlencoded") and not need_file
+        if not ctype.startswith("multipart/form-data") and not plain_form:
+            raise BadRequest(400, "send multipart/form-data with the audio in a field named 'file'")
+        form = await request.form(max_files=1, max_fields=8, max_part_size=limit + 1)
+        try:
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            up = form.get("file")
+            if up is None or isinstance(up, str):
+                if need_file:
+                    raise BadRequest(400, "missing multipart field 'file' (the audio to denoise)")
+                return fields, b"", ""
+            data = await up.read(limit + 1)
+            if len(data) > limit:
+                raise BadRequest(413, f"upload too large (> {cfg.max_upload_mb:g} MB)")
+            name = Path(up.filename or "upload").name[:80]
+            return fields, data, name
+        finally:
+            await form.close()  # the parser's spooled temporary files go away here
+
+    async def compute(fn, *args):
+        """Run ``fn`` in a worker thread: at most ``workers`` at once, ``queue`` waiting, else 503."""
+        if state.busy >= cfg.workers and state.waiting >= cfg.queue:
+            raise BadRequest(503, "busy: every worker is taken and the queue is full; retry in a few seconds")
+        state.waiting += 1
+        try:
+            await state.slots.acquire()
+        finally:
+            state.waiting -= 1
+        state.busy += 1
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            state.busy -= 1
+            state.slots.release()
+
+    def handled(endpoint):
+        async def wrapper(request):
+            try:
+                return await endpoint(request)
+            except BadRequest as e:
+                headers = {"Retry-After": "5"} if e.status == 503 else None
+                return error(e.status, str(e), headers)
+            except UserError as e:
+                return error(422, str(e))
+        return wrapper
+
+    async def index(request):
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    async def health(request):
+        return JSONResponse({"status": "ok", "models": list(cfg.models), "busy": state.busy,
+                             "waiting": state.waiting})
+
+    async def models(request):
+        out = []
+        for i, name in enumerate(cfg.models):
+            info = await run_in_threadpool(_model_info, cfg.models[name])
+            out.append({"name": name, "default": i == 0, **info})
+        return JSONResponse(out)
+
+    async def samples(request):
+        return JSONResponse([p.stem for p in sorted(SAMPLES.glob("*.flac"))])
+
+    def model_name(fields: dict) -> str:
+        name = fields.get("model") or next(iter(cfg.models))
+        if name not in cfg.models:
+            raise BadRequest(400, f"unknown model {name!r}; choose one of {', '.join(cfg.models)}")
+        return name
+
+    async def denoise(request):
+        fields, data, name = await form_of(request)
+        model = model_name(fields)
+        x, rate, subtype = read_upload(data, name)
+        y = await compute(denoise_array, state, model, x, rate)
+        body = await run_in_threadpool(wav_bytes, y, rate, subtype)
+        stem = Path(name).stem or "audio"
+        return Response(body, media_type="audio/wav",
+                        headers={"Content-Disposition": f'attachment; filename="{stem}-denoised.wav"'})
+
+    async def session(request):
+        fields, data, name = await form_of(request)
+        model = model_name(fields)
+        x, rate, subtype = read_upload(data, name)
+
+        def work():
+            y = denoise_array(state, model, x, rate)
+            return session_parts(x, y, rate, subtype)
+
+        rid = state.keep(await compute(work))
+        return JSONResponse({"id": rid, "model": model, "sample_rate": rate, "channels": int(x.shape[0]),
+                             "seconds": round(x.shape[1] / rate, 3), "name": name,
+                             **{k.replace(".", "_"): f"/api/result/{rid}/{k}" for k in PARTS}})
+
+    async def play(request):
+        fields, data, name = await form_of(request, need_file=False)
+        model = model_name(fields)
+        noise = fields.get("noise", "white")
+        if noise not in NOISES:
+            raise BadRequest(400, f"noise {noise!r}: choose one of {', '.join(NOISES)}")
+        try:
+            snr = float(fields.get("snr", "0"))
+        except ValueError:
+            snr = float("nan")
+        if not -30 <= snr <= 40:
+            raise BadRequest(400, f"snr {fields.get('snr')!r}: give a number of dB between -30 and 40")
+        if data:
+            x, rate, _ = read_upload(data, name)
+        else:
+            sample = fields.get("sample", "")
+            known = {p.stem: p for p in SAMPLES.glob("*.flac")}
+            if sample not in known:  # a name from our own list, never a path
+                raise BadRequest(400, f"sample {sample!r}: choose one of {', '.join(sorted(known))} or upload a file")
+            x, rate, _ = read_upload(known[sample].read_bytes(), sample)
+        out = await compute(playground, state, model, x.mean(0), rate, noise, snr, 0)
+        rid = state.keep(out["parts"])
+        return JSONResponse({"id": rid, "model": model, "noise": noise, "snr": snr, "metrics": out["metrics"],
+                             **{k.replace(".", "_"): f"/api/result/{rid}/{k}" for k in PARTS}})
+
+    async def result(request):
+        rid, part = request.path_params["rid"], request.path_params["part"]
+        if not RESULT_ID.match(rid) or part not in PARTS:
+            raise BadRequest(404, "no such result")
+        with state.lock:
+            parts = state.results.get(rid)
+        if parts is None:
+            raise BadRequest(404, "result expired or unknown; denoise the file again")
+        return Response(parts[part], media_type=PARTS[part])
+
+    routes = [Route("/", index), Route("/api/health", handled(health)), Route("/api/models", handled(models)),
+              Route("/api/samples", handled(samples)),
+              Route("/api/denoise", handled(denoise), methods=["POST"]),
+              Route("/api/session", handled(session), methods=["POST"]),
+              Route("/api/playground", handled(play), methods=["POST"]),
+              Route("/api/result/{rid}/{part}", handled(result)),
+              Mount("/static", StaticFiles(directory=str(STATIC)), name="static")]
+    app = Starlette(routes=routes)
+    app.state.server = state
+    return app
+
+
+def _model_info(path: str) -> dict:
+    from ..checkpoint import load_model
+
+    model, meta = load_model(path)
+    return {"summary": model.summary(), "sample_rate": int(meta["sample_rate"]),
+            "trained_on": meta.get("trained_on") or ", ".join(
+                Path(m).stem for m in str((meta.get("training") or {}).get("manifest") or "").split(",") if m)}
+
+
+def default_models(extra: list[str]) -> dict[str, str]:
+    """The shipped models (default first) plus run folders / model files given on the command line."""
+    from ..checkpoint import PACKAGED_MODELS, packaged_model
+
+    models = {name: name for name in PACKAGED_MODELS if packaged_model(name) is not None}
+    for spec in extra:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise UserError(f"--model {spec}: not found; give a run folder, checkpoint folder or .safetensors file")
+        name, k = (path.name if path.is_dir() else path.stem), 2
+        base = name
+        while name in models:
+            name, k = f"{base}-{k}", k + 1
+        models[name] = str(path.resolve())
+    return models
+
