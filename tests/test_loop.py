@@ -365,3 +365,23 @@ def test_waveform_training_merges_manifests(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["manifest"]
     assert saved == f"{m1.resolve()},{m2.resolve()}"
     assert Path(_run_manifest(tmp_path / "run", None)) == m1.resolve()
+
+
+def test_init_fine_tunes_from_a_model_file(tmp_path, monkeypatch):
+    """--init: step 0 starts from a model file (GTCRN's published weights into its non-causal variant too)."""
+    from digit_denoise.checkpoint import load_model
+
+    monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
+    man = make_manifest(tmp_path / "data")
+    kw = dict(preset="fast", model="gtcrn", model_config={"causal": False}, batch_size=4, val_every=2, lr=1e-4,
+              segment=0.5, noise="white", snr="0:5")
+    run = tmp_path / "ft"
+    train(train_cfg(man, run, max_steps=2, init="gtcrn", **kw))
+    published, _ = load_model("gtcrn")
+    tuned, _ = load_model(run / "checkpoints" / "last")
+    p, t = published.state_dict(), tuned.state_dict()
+    assert torch.allclose(t["encoder.en_convs.0.conv.weight"], p["encoder.en_convs.0.conv.weight"], atol=1e-3)
+    assert "dpgrnn1.inter_rnn.rnn1.weight_ih_l0_reverse" in t  # the non-causal variant
+    with pytest.raises(UserError, match="holds a 'gtcrn' model"):
+        train(train_cfg(man, tmp_path / "x", max_steps=1, init="gtcrn", preset="fast", batch_size=4, segment=0.5,
+                        model_config=dict(TINY_WAVE)))

@@ -42,6 +42,10 @@ class Family(nn.Module):
     def summary(self) -> str:
         raise NotImplementedError
 
+    def adapt_state(self, state: dict) -> dict:
+        """Weights saved by a related configuration, made to fit this one (fine-tuning); default: as they are."""
+        return state
+
     def example_input(self) -> Tensor:
         g = torch.Generator().manual_seed(0)
         if self.kind == "wave":

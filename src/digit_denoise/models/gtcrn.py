@@ -226,6 +226,12 @@ class GTCRN(Family):
     def summary(self) -> str:
         return f"{'causal' if self.config.causal else 'non-causal'} GTCRN, complex ratio mask, 512/256 STFT"
 
+    def adapt_state(self, state: dict) -> dict:
+        """The published (causal) weights fit the non-causal variant through :func:`noncausal_state`."""
+        if not self.config.causal and not any(k.endswith("_reverse") and ".inter_rnn." in k for k in state):
+            return noncausal_state(state)
+        return state
+
     @property
     def context_frames(self) -> int:
         return self.context_samples // self.config.hop

@@ -26,6 +26,7 @@ class TrainConfig:
     preset: str = "seed"  # a name from PRESETS; explicit options override it
     model: str = "seed"  # model family (see python -m digit_denoise.models)
     model_config: dict = field(default_factory=dict)  # JSON overrides of the model's config, e.g. '{"channels": 64}'
+    init: str = ""  # start from these weights (run folder, model file or packaged name such as gtcrn): fine-tuning
     loss: str = "mse"  # training loss: mse (seed); sisdr, mrstft, sisdr+mrstft, spec+sisdr (waveform)
     lr: float = 2e-4  # Adam learning rate
     batch_size: int = 128  # global batch size

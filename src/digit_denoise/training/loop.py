@@ -135,6 +135,8 @@ class Loop:
         cfg = self.cfg
         mcfg = model_config(cfg.model, cfg.model_config)
         self.model = model = build_model(cfg.model, mcfg).to(self.device)
+        if cfg.init:
+            self._init_from(cfg.init)
         self.wave = model.kind == "wave"
         self.loss = loss_fn(cfg.loss, self.wave)
         if self.wave:
@@ -148,6 +150,19 @@ class Loop:
         if self.n == 0 or n_val == 0:
             raise UserError(f"{cfg.manifest}: needs both train and val rows")
         self.meta = model_meta(cfg.model, mcfg.to_dict(), features, model.sample_rate, {"preset": cfg.preset})
+
+    def _init_from(self, path: str) -> None:
+        """Weights from a model file before step 0: the same family, a configuration they fit."""
+        source, meta = load_model(path)
+        if meta.get("model") != self.cfg.model:
+            raise UserError(f"--init {path}: holds a '{meta.get('model')}' model, this run trains '{self.cfg.model}'")
+        state = self.model.adapt_state(source.state_dict())
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0][:160]
+            raise UserError(f"--init {path}: its weights do not fit this model's config ({first})") from None
+        say(f"initialised from {path}")
 
     def _wrap(self) -> None:
         cfg, model = self.cfg, self.model
