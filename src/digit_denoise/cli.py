@@ -154,6 +154,7 @@ def add_train(sub) -> None:
     from .training.config import add_arguments
 
     p = _add(sub, "train", "train a denoiser on a manifest (resumes when rerun; --restart starts over)", cmd_train)
+    p.formatter_class = argparse.HelpFormatter  # each flag's help names its default itself
     add_arguments(p)
     p.add_argument("--restart", action="store_true", help="delete the run folder's state and start over")
 
