@@ -28,7 +28,7 @@ def _batch(*shape, seed=0):
 
 
 def test_registry_table():
-    assert available_models() == ["seed", "seed-buggy", "seed-attn", "masknet", "tasnet", "gtcrn"]
+    assert available_models() == ["seed", "seed-buggy", "seed-attn", "masknet", "tasnet", "gtcrn", "ul-unas"]
     assert MODELS["seed"] == (SeedUNetConfig, SeedUNet)
     assert MODELS["seed-buggy"] == (SeedBuggyConfig, SeedBuggyUNet)
     assert isinstance(build_model("seed"), SeedUNet)

@@ -83,6 +83,7 @@ PACKAGED_MODELS = {
     "default": ("default", "the shipped default model (docs/model-card.md)"),
     "fast": ("fast", "the small fast model (the `fast` preset, FSDD): under noisereduce's CPU cost"),
     "gtcrn": ("gtcrn-dns3", "GTCRN as published, trained on DNS3 by its authors (MIT)"),
+    "ul-unas": ("ul-unas-dns3", "UL-UNAS as published, trained on DNS3 by its authors (MIT)"),
 }
 
 

@@ -3,6 +3,8 @@
 Writes ``src/digit_denoise/pretrained/default.safetensors`` (weights stored as float16, loaded back
 into float32: half the size, no audible change) and ``default.json`` (the run's model.json plus
 provenance: the training command, data and licence). Loading it never executes code.
+``--import-gtcrn`` / ``--import-ul-unas`` package instead the authors' published DNS3 weights of those
+models, with their MIT licence (``gtcrn-dns3.*``, ``ul-unas-dns3.*``).
 """
 
 from __future__ import annotations
@@ -51,40 +53,56 @@ def ship(run: str | Path, out_dir: str | Path = PRETRAINED, name: str = "default
     return out_dir / f"{name}.safetensors"
 
 
-def import_gtcrn(weights: str | Path, out_dir: str | Path = PRETRAINED) -> Path:
-    """Package the published GTCRN DNS3 weights (``../shared/pretrained/gtcrn-dns3.safetensors``) with
-    their MIT licence, after loading them with ``strict=True`` (exact names and shapes)."""
+def _import_published(name: str, stem: str, weights: str | Path, out_dir: str | Path, provenance: dict) -> Path:
+    """Load published weights into model ``name`` with ``strict=True`` (exact names and shapes), then write
+    ``{stem}.safetensors``, ``{stem}.json`` and the licence ``LICENSE-{name}`` found beside ``weights``."""
     from safetensors.torch import load_file
 
     from .checkpoint import model_meta
     from .models import build_model
 
     weights, out_dir = Path(weights), Path(out_dir)
-    model = build_model("gtcrn")
+    model = build_model(name)
     model.load_state_dict(load_file(str(weights)), strict=True)
-    licence = weights.parent / "LICENSE-gtcrn"
-    meta = model_meta("gtcrn", model.config.to_dict(), {"kind": "wave"}, model.config.sample_rate,
-                      {"trained_on": "DNS Challenge 3 (by the GTCRN authors)",
-                       "licence": "MIT, Copyright (c) Rong Xiaobin: see LICENSE-gtcrn beside this file",
-                       "source": "checkpoints/model_trained_on_dns3.tar of the public repository Xiaobin-Rong/gtcrn"})
+    licence = weights.parent / f"LICENSE-{name}"
+    meta = model_meta(name, model.config.to_dict(), {"kind": "wave"}, model.config.sample_rate, provenance)
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out_dir / "gtcrn-dns3.safetensors") as tmp:
+    with atomic_path(out_dir / f"{stem}.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    with atomic_path(out_dir / "gtcrn-dns3.json") as tmp:
+    with atomic_path(out_dir / f"{stem}.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    with atomic_path(out_dir / "LICENSE-gtcrn") as tmp:
+    with atomic_path(out_dir / f"LICENSE-{name}") as tmp:
         tmp.write_bytes(licence.read_bytes())
-    for name in ("gtcrn-dns3.safetensors", "gtcrn-dns3.json", "LICENSE-gtcrn"):  # package data: readable by all
-        (out_dir / name).chmod(0o644)
-    return out_dir / "gtcrn-dns3.safetensors"
+    for file in (f"{stem}.safetensors", f"{stem}.json", f"LICENSE-{name}"):  # package data: readable by all
+        (out_dir / file).chmod(0o644)
+    return out_dir / f"{stem}.safetensors"
+
+
+def import_gtcrn(weights: str | Path, out_dir: str | Path = PRETRAINED) -> Path:
+    """Package the published GTCRN DNS3 weights (``../shared/pretrained/gtcrn-dns3.safetensors``) with
+    their MIT licence, after loading them with ``strict=True`` (exact names and shapes)."""
+    return _import_published("gtcrn", "gtcrn-dns3", weights, out_dir, {
+        "trained_on": "DNS Challenge 3 (by the GTCRN authors)",
+        "licence": "MIT, Copyright (c) Rong Xiaobin: see LICENSE-gtcrn beside this file",
+        "source": "checkpoints/model_trained_on_dns3.tar of the public repository Xiaobin-Rong/gtcrn"})
+
+
+def import_ulunas(weights: str | Path, out_dir: str | Path = PRETRAINED) -> Path:
+    """Package the published UL-UNAS DNS3 weights (``../shared/pretrained/ul-unas-dns3.safetensors``) with
+    their MIT licence, after loading them with ``strict=True`` (exact names and shapes)."""
+    return _import_published("ul-unas", "ul-unas-dns3", weights, out_dir, {
+        "trained_on": "DNS Challenge 3 (by the UL-UNAS authors)",
+        "licence": "MIT, Copyright (c) 2026 Xiaobin Rong: see LICENSE-ul-unas beside this file",
+        "source": "checkpoints/model_trained_on_dns3.tar of the public repository Xiaobin-Rong/ul-unas"})
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m digit_denoise.ship", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="run folder (its checkpoints/best) or checkpoint folder; with --import-gtcrn the "
-                                "published gtcrn-dns3.safetensors")
+                                "published gtcrn-dns3.safetensors, with --import-ul-unas ul-unas-dns3.safetensors")
     ap.add_argument("--import-gtcrn", action="store_true", help="package the published GTCRN weights instead")
+    ap.add_argument("--import-ul-unas", action="store_true", help="package the published UL-UNAS weights instead")
     ap.add_argument("--out", default=str(PRETRAINED), help="folder to write default.safetensors/.json into")
     ap.add_argument("--name", default="default", help="file name (default: default; `fast` for the small model)")
     ap.add_argument("--data", default="", help="what it was trained on (recorded in the JSON)")
@@ -93,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.import_gtcrn:
         path = import_gtcrn(a.run, a.out)
         print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB), its .json and LICENSE-gtcrn")
+        return 0
+    if a.import_ul_unas:
+        path = import_ulunas(a.run, a.out)
+        print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB), its .json and LICENSE-ul-unas")
         return 0
     note = {k: v for k, v in (("trained_on", a.data), ("data_licence", a.licence)) if v}
     path = ship(a.run, a.out, name=a.name, note=note)

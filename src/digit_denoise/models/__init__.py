@@ -32,6 +32,7 @@ from .masknet import MaskNet, MaskNetConfig
 from .seed_buggy import SeedBuggyConfig, SeedBuggyUNet
 from .seed_unet import SeedUNet, SeedUNetConfig
 from .tasnet import TasNet, TasNetConfig
+from .ulunas import ULUNAS, ULUNASConfig
 
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "seed": (SeedUNetConfig, SeedUNet),
@@ -40,6 +41,7 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "masknet": (MaskNetConfig, MaskNet),  # waveform in/out, spectral mask at 16 kHz
     "tasnet": (TasNetConfig, TasNet),  # waveform in/out, learned encoder/decoder, 4 ms frames (time domain)
     "gtcrn": (GTCRNConfig, GTCRN),  # waveform in/out, GTCRN (Rong et al. 2024); loads the published DNS3 weights
+    "ul-unas": (ULUNASConfig, ULUNAS),  # waveform in/out, UL-UNAS (Rong et al. 2025); loads the published DNS3 weights
 }
 
 __all__ = [
@@ -57,6 +59,8 @@ __all__ = [
     "SeedUNetConfig",
     "TasNet",
     "TasNetConfig",
+    "ULUNAS",
+    "ULUNASConfig",
     "available_models",
     "build_model",
     "count_parameters",
