@@ -122,13 +122,23 @@ def test_failure_mid_write_leaves_nothing(tmp_path, monkeypatch):
     p = tmp_path / "o.wav"
     p.write_bytes(b"original")
 
-    def boom(file, *a, **k):
-        with open(file, "wb") as f:
-            f.write(b"half")
-        raise RuntimeError("disk full")
+    class Boom:  # opens the file, writes half, then the disk is full
+        def __init__(self, file, *a, **k):
+            self.file = file
 
-    monkeypatch.setattr(audio.sf, "write", boom)
-    with pytest.raises(UserError, match="could not write"):
+        def __enter__(self):
+            with open(self.file, "wb") as f:
+                f.write(b"half")
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, block):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(audio.sf, "SoundFile", Boom)
+    with pytest.raises(UserError, match="could not write.*No space left"):
         write_audio(p, tone(8000), 8000, overwrite=True)
     assert p.read_bytes() == b"original"
     with pytest.raises(UserError):

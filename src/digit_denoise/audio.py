@@ -167,6 +167,23 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
             tmp.unlink()
 
 
+def write_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sr: int, channels: int, *,
+                 subtype: str | None = None, format: str = "WAV") -> None:
+    """Write blocks ``[samples, channels]`` to ``path`` as they come (not atomic: give it a temp path, see
+    :func:`atomic_path`). A format/subtype/rate combination libsndfile refuses is a :class:`UserError`."""
+    path = Path(path)
+    try:
+        with sf.SoundFile(str(path), "w", sr, channels, subtype, format=format) as out:
+            for block in blocks:
+                out.write(block)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: cannot write {format}/{subtype or 'default'} at {sr} Hz, {channels} "
+                        f"channel(s) ({_short(e)})") from None
+    except OSError as e:
+        raise UserError(f"{path}: could not write ({e.strerror or e}); check the free space and permissions") \
+            from None
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int, *, subtype: str | None = None,
                 format: str | None = None, overwrite: bool = False) -> Path:
     """Write ``(channels, samples)`` or ``(samples,)`` float audio atomically (temp + rename).
@@ -176,7 +193,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int, *, subtype:
     """
     path = Path(path)
     data = np.asarray(audio, dtype=np.float32)
-    data = data.T if data.ndim == 2 else data
+    data = data.T if data.ndim == 2 else data[:, None]
     if format is None:
         format = AUDIO_FORMATS.get(path.suffix.lower())
         if format is None:
@@ -185,9 +202,9 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int, *, subtype:
         subtype = None
     with atomic_path(path, overwrite=overwrite) as tmp:
         try:
-            sf.write(str(tmp), data, sr, subtype=subtype, format=format)
-        except Exception as e:
-            raise UserError(f"{path}: could not write audio ({_short(e)})") from None
+            write_blocks(tmp, [data], sr, data.shape[1], subtype=subtype, format=format)
+        except UserError as e:
+            raise UserError(str(e).replace(str(tmp), str(path))) from None
     return path
 
 

@@ -31,7 +31,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from .audio import AUDIO_FORMATS, AudioInfo, atomic_path, info, read_blocks
+from .audio import AUDIO_FORMATS, AudioInfo, atomic_path, info, read_blocks, write_blocks
 from .errors import UserError
 from .progress import progress, say
 
@@ -223,20 +223,18 @@ def denoise_file(den, src: Path, dst: Path, *, format: str, subtype: str, overwr
         if peak > 1.0 and subtype not in FLOAT_SUBTYPES:
             gain = LIMIT / peak
             note = f"scaled by {20 * np.log10(gain):.1f} dB to avoid clipping (peak was {peak:.2f})"
-        try:
-            with sf.SoundFile(str(tmp), "w", hdr.sample_rate, hdr.channels, subtype, format=format) as out, \
-                    open(scratch, "rb") as f:
+        def blocks():
+            with open(scratch, "rb") as f:
                 for start in range(0, frames, BLOCK):
                     n = min(BLOCK, frames - start)
                     block = np.frombuffer(f.read(4 * n * hdr.channels), dtype="<f4").reshape(n, hdr.channels)
-                    out.write(block * np.float32(gain) if gain != 1.0 else block)
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-            msg = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
-            raise UserError(f"{dst}: cannot write {format}/{subtype} at {hdr.sample_rate} Hz, {hdr.channels} "
-                            f"channel(s) ({msg}); try --format wav") from None
-        except OSError as e:
-            raise UserError(f"{dst}: could not write ({e.strerror or e}); check the free space and permissions") \
-                from None
+                    yield block * np.float32(gain) if gain != 1.0 else block
+
+        try:
+            write_blocks(tmp, blocks(), hdr.sample_rate, hdr.channels, subtype=subtype, format=format)
+        except UserError as e:
+            hint = "" if "free space" in str(e) else "; try --format wav"
+            raise UserError(str(e).replace(str(tmp), str(dst)) + hint) from None
     return note
 
 
