@@ -71,16 +71,20 @@ def build(model: str, method: str, reports: list[Path]) -> str:
              f"- Real-time factor on one CPU thread (test set): {_f(ours['rtf'].get(method), '.4f')} "
              f"(CPU seconds per second of audio).",
              f"- Trained with preset `{t.get('preset')}`: loss `{t.get('loss')}`, {meta.get('step')} steps of batch "
-             f"{t.get('batch_size')} × {t.get('segment')} s (the schedule planned {t.get('steps') or '—'} steps), "
-             f"Adam lr {t.get('lr')}, EMA {t.get('ema') or 'off'}; "
-             f"{_f((t.get('elapsed_s') or float('nan')) / 3600, '.1f')} h of training on one CPU thread "
-             f"({_f(t.get('samples_per_s'), '.1f')} samples/s). Weights stored as {meta.get('weights_dtype', 'float32')}.",
+             f"{t.get('batch_size')} × {t.get('segment')} s"
+             + (f" (the schedule planned {t['steps']} steps)" if t.get("steps") else "")
+             + f", Adam lr {t.get('lr')}, EMA {t.get('ema') or 'off'}"
+             + (f"; {t['elapsed_s'] / 3600:.1f} h of training on one CPU thread ({t.get('samples_per_s')} samples/s)"
+                if t.get("elapsed_s") else "")
+             + f". Weights stored as {meta.get('weights_dtype', 'float32')}.",
              f"- Training noise: `{t.get('noise')}` at SNR `{t.get('snr')}` dB"
              + (f" (`{t['snr_focus']}` of them from the focus range)" if t.get("snr_focus") else "")
-             + f"; babble of `{t.get('babble_talkers')}` talkers; speech augmented with speed `{t.get('speed')}`, "
-             f"EQ ±{t.get('eq_db')} dB, spectral tilt, band limits and levels.", "",
+             + (f"; babble of `{t['babble_talkers']}` talkers" if t.get("babble_talkers") else "")
+             + (f"; speech augmented with speed `{t['speed']}`, EQ ±{t.get('eq_db')} dB, spectral tilt, band limits "
+                "and levels" if t.get("speed") else "; speech augmented (tilt, speed, band limits, levels)") + ".", "",
              "## Training data and attribution", ""]
-    lines += [f"- {s}" for s in _sources(t)] or ["- (not recorded)"]
+    recorded = [meta[k] for k in ("trained_on", "data_licence") if meta.get(k)]
+    lines += [f"- {s}" for s in _sources(t) + recorded] or ["- (not recorded)"]
     lines += ["", "Test speakers, validation speakers and the held-out (`:unseen`) noise files were never used for "
               "training.", "", "## Test set (unseen speakers), input at −8 dB", ""]
     conds = [c["name"] for c in ours["conditions"] if c["name"].endswith(CONDITIONS_AT)]
