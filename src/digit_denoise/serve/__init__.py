@@ -14,9 +14,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, models: list[str] | None = 
 
     try:
         import uvicorn
+
+        from .app import ServerConfig, create_app, default_models
     except ImportError:
-        raise UserError("serve needs its extra: pip install 'digit-denoise[serve]' (starlette, uvicorn)") from None
-    from .app import ServerConfig, create_app, default_models
+        raise UserError("serve needs its extra: pip install 'digit-denoise[serve]' (starlette, uvicorn, "
+                        "python-multipart)") from None
 
     if workers < 1 or queue < 0 or max_upload_mb <= 0:
         raise UserError("--workers must be ≥ 1, --queue ≥ 0 and --max-upload-mb > 0")

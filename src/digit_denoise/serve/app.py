@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, JSONResponse, Response
+
 from ..errors import UserError
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -179,32 +182,26 @@ def playground(state: State, model: str, clean: np.ndarray, rate: int, noise: st
 
 
 # ------------------------------------------------------------------------------------- app
-def create_app(cfg: ServerConfig):
-    """The Starlette app for ``cfg`` (models are loaded on first use)."""
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.responses import FileResponse, JSONResponse, Response
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
+class Api:
+    """The routes of one server: its config, its state (models, results, worker slots) and the handlers."""
 
-    if not cfg.models:
-        raise UserError("serve: give at least one model")
-    state = State(cfg, slots=asyncio.Semaphore(cfg.workers))  # binds to the serving loop on first use
-    limit = int(cfg.max_upload_mb * 1024 * 1024)
+    def __init__(self, cfg: ServerConfig):
+        if not cfg.models:
+            raise UserError("serve: give at least one model")
+        self.cfg = cfg
+        self.state = State(cfg, slots=asyncio.Semaphore(cfg.workers))  # binds to the serving loop on first use
+        self.limit = int(cfg.max_upload_mb * 1024 * 1024)
 
-    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    async def form_of(request, need_file: bool = True) -> tuple[dict, bytes, str]:
+    async def form_of(self, request, need_file: bool = True) -> tuple[dict, bytes, str]:
         """(fields, file bytes, file name) of a multipart request within the size limit."""
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit + 64 * 1024:
-            raise BadRequest(413, f"upload too large ({int(length) / 2**20:.1f} MB > {cfg.max_upload_mb:g} MB)")
+        if length and length.isdigit() and int(length) > self.limit + 64 * 1024:
+            raise BadRequest(413, f"upload too large ({int(length) / 2**20:.1f} MB > {self.cfg.max_upload_mb:g} MB)")
         ctype = request.headers.get("content-type", "")
         plain_form = ctype.startswith("application/x-www-form-urlencoded") and not need_file
         if not ctype.startswith("multipart/form-data") and not plain_form:
             raise BadRequest(400, "send multipart/form-data with the audio in a field named 'file'")
-        form = await request.form(max_files=1, max_fields=8, max_part_size=limit + 1)
+        form = await request.form(max_files=1, max_fields=8, max_part_size=self.limit + 1)
         try:
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
             up = form.get("file")
@@ -212,91 +209,80 @@ def create_app(cfg: ServerConfig):
                 if need_file:
                     raise BadRequest(400, "missing multipart field 'file' (the audio to denoise)")
                 return fields, b"", ""
-            data = await up.read(limit + 1)
-            if len(data) > limit:
-                raise BadRequest(413, f"upload too large (> {cfg.max_upload_mb:g} MB)")
+            data = await up.read(self.limit + 1)
+            if len(data) > self.limit:
+                raise BadRequest(413, f"upload too large (> {self.cfg.max_upload_mb:g} MB)")
             name = Path(up.filename or "upload").name[:80]
             return fields, data, name
         finally:
             await form.close()  # the parser's spooled temporary files go away here
 
-    async def compute(fn, *args):
+    async def compute(self, fn, *args):
         """Run ``fn`` in a worker thread: at most ``workers`` at once, ``queue`` waiting, else 503."""
-        if state.busy >= cfg.workers and state.waiting >= cfg.queue:
+        if self.state.busy >= self.cfg.workers and self.state.waiting >= self.cfg.queue:
             raise BadRequest(503, "busy: every worker is taken and the queue is full; retry in a few seconds")
-        state.waiting += 1
+        self.state.waiting += 1
         try:
-            await state.slots.acquire()
+            await self.state.slots.acquire()
         finally:
-            state.waiting -= 1
-        state.busy += 1
+            self.state.waiting -= 1
+        self.state.busy += 1
         try:
             return await run_in_threadpool(fn, *args)
         finally:
-            state.busy -= 1
-            state.slots.release()
+            self.state.busy -= 1
+            self.state.slots.release()
 
-    def handled(endpoint):
-        async def wrapper(request):
-            try:
-                return await endpoint(request)
-            except BadRequest as e:
-                headers = {"Retry-After": "5"} if e.status == 503 else None
-                return error(e.status, str(e), headers)
-            except UserError as e:
-                return error(422, str(e))
-        return wrapper
-
-    async def index(request):
+    async def index(self, request):
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    async def health(request):
-        return JSONResponse({"status": "ok", "models": list(cfg.models), "busy": state.busy,
-                             "waiting": state.waiting})
+    async def health(self, request):
+        return JSONResponse({"status": "ok", "models": list(self.cfg.models), "busy": self.state.busy,
+                             "waiting": self.state.waiting})
 
-    async def models(request):
+    async def models(self, request):
         out = []
-        for i, name in enumerate(cfg.models):
-            info = await run_in_threadpool(_model_info, cfg.models[name])
+        for i, name in enumerate(self.cfg.models):
+            info = await run_in_threadpool(_model_info, self.cfg.models[name])
             out.append({"name": name, "default": i == 0, **info})
         return JSONResponse(out)
 
-    async def samples(request):
+    async def samples(self, request):
         return JSONResponse([p.stem for p in sorted(SAMPLES.glob("*.flac"))])
 
-    def model_name(fields: dict) -> str:
-        name = fields.get("model") or next(iter(cfg.models))
-        if name not in cfg.models:
-            raise BadRequest(400, f"unknown model {name!r}; choose one of {', '.join(cfg.models)}")
+    def model_name(self, fields: dict) -> str:
+        name = fields.get("model") or next(iter(self.cfg.models))
+        if name not in self.cfg.models:
+            raise BadRequest(400, f"unknown model {name!r}; choose one of {', '.join(self.cfg.models)}")
         return name
 
-    async def denoise(request):
-        fields, data, name = await form_of(request)
-        model = model_name(fields)
+    async def denoise(self, request):
+        fields, data, name = await self.form_of(request)
+        model = self.model_name(fields)
         x, rate, subtype = read_upload(data, name)
-        y = await compute(denoise_array, state, model, x, rate)
+        y = await self.compute(denoise_array, self.state, model, x, rate)
         body = await run_in_threadpool(wav_bytes, y, rate, subtype)
         stem = Path(name).stem or "audio"
         return Response(body, media_type="audio/wav",
                         headers={"Content-Disposition": f'attachment; filename="{stem}-denoised.wav"'})
 
-    async def session(request):
-        fields, data, name = await form_of(request)
-        model = model_name(fields)
+    async def session(self, request):
+        fields, data, name = await self.form_of(request)
+        model = self.model_name(fields)
         x, rate, subtype = read_upload(data, name)
 
         def work():
-            y = denoise_array(state, model, x, rate)
+            y = denoise_array(self.state, model, x, rate)
             return session_parts(x, y, rate, subtype)
 
-        rid = state.keep(await compute(work))
+        rid = self.state.keep(await self.compute(work))
         return JSONResponse({"id": rid, "model": model, "sample_rate": rate, "channels": int(x.shape[0]),
                              "seconds": round(x.shape[1] / rate, 3), "name": name,
                              **{k.replace(".", "_"): f"/api/result/{rid}/{k}" for k in PARTS}})
 
-    async def play(request):
-        fields, data, name = await form_of(request, need_file=False)
-        model = model_name(fields)
+    async def play(self, request):
+        fields, data, name = await self.form_of(request, need_file=False)
+        model = self.model_name(fields)
         noise = fields.get("noise", "white")
         if noise not in NOISES:
             raise BadRequest(400, f"noise {noise!r}: choose one of {', '.join(NOISES)}")
@@ -314,31 +300,56 @@ def create_app(cfg: ServerConfig):
             if sample not in known:  # a name from our own list, never a path
                 raise BadRequest(400, f"sample {sample!r}: choose one of {', '.join(sorted(known))} or upload a file")
             x, rate, _ = read_upload(known[sample].read_bytes(), sample)
-        out = await compute(playground, state, model, x.mean(0), rate, noise, snr, 0)
-        rid = state.keep(out["parts"])
+        out = await self.compute(playground, self.state, model, x.mean(0), rate, noise, snr, 0)
+        rid = self.state.keep(out["parts"])
         return JSONResponse({"id": rid, "model": model, "noise": noise, "snr": snr, "metrics": out["metrics"],
                              **{k.replace(".", "_"): f"/api/result/{rid}/{k}" for k in PARTS}})
 
-    async def result(request):
+    async def result(self, request):
         rid, part = request.path_params["rid"], request.path_params["part"]
         if not RESULT_ID.match(rid) or part not in PARTS:
             raise BadRequest(404, "no such result")
-        with state.lock:
-            parts = state.results.get(rid)
+        with self.state.lock:
+            parts = self.state.results.get(rid)
         if parts is None:
             raise BadRequest(404, "result expired or unknown; denoise the file again")
         return Response(parts[part], media_type=PARTS[part])
 
-    routes = [Route("/", index), Route("/api/health", handled(health)), Route("/api/models", handled(models)),
-              Route("/api/samples", handled(samples)),
-              Route("/api/denoise", handled(denoise), methods=["POST"]),
-              Route("/api/session", handled(session), methods=["POST"]),
-              Route("/api/playground", handled(play), methods=["POST"]),
-              Route("/api/result/{rid}/{part}", handled(result)),
+
+def handled(endpoint):
+    """A route whose client mistakes (:class:`BadRequest`, :class:`UserError`) become 4xx/503 JSON errors."""
+    from starlette.responses import JSONResponse
+
+    async def wrapper(request):
+        try:
+            return await endpoint(request)
+        except BadRequest as e:
+            headers = {"Retry-After": "5"} if e.status == 503 else None
+            return JSONResponse({"error": str(e)}, status_code=e.status, headers=headers)
+        except UserError as e:
+            return JSONResponse({"error": str(e)}, status_code=422)
+    return wrapper
+
+
+def create_app(cfg: ServerConfig):
+    """The Starlette app for ``cfg`` (models are loaded on first use)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    api = Api(cfg)
+    routes = [Route("/", api.index), Route("/api/health", handled(api.health)), Route("/api/models", handled(api.models)),
+              Route("/api/samples", handled(api.samples)),
+              Route("/api/denoise", handled(api.denoise), methods=["POST"]),
+              Route("/api/session", handled(api.session), methods=["POST"]),
+              Route("/api/playground", handled(api.play), methods=["POST"]),
+              Route("/api/result/{rid}/{part}", handled(api.result)),
               Mount("/static", StaticFiles(directory=str(STATIC)), name="static")]
     app = Starlette(routes=routes)
-    app.state.server = state
+    app.state.server = api.state
     return app
+
+
 
 
 def _model_info(path: str) -> dict:
