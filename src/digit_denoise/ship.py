@@ -78,22 +78,24 @@ def _import_published(name: str, stem: str, weights: str | Path, out_dir: str | 
     return out_dir / f"{stem}.safetensors"
 
 
-def import_gtcrn(weights: str | Path, out_dir: str | Path = PRETRAINED) -> Path:
-    """Package the published GTCRN DNS3 weights (``../shared/pretrained/gtcrn-dns3.safetensors``) with
-    their MIT licence, after loading them with ``strict=True`` (exact names and shapes)."""
-    return _import_published("gtcrn", "gtcrn-dns3", weights, out_dir, {
-        "trained_on": "DNS Challenge 3 (by the GTCRN authors)",
-        "licence": "MIT, Copyright (c) Rong Xiaobin: see LICENSE-gtcrn beside this file",
-        "source": "checkpoints/model_trained_on_dns3.tar of the public repository Xiaobin-Rong/gtcrn"})
+# The authors' published weights this package ships: model family → (file stem, provenance).
+PUBLISHED = {
+    "gtcrn": ("gtcrn-dns3", {"trained_on": "DNS Challenge 3 (by the GTCRN authors)",
+                             "licence": "MIT, Copyright (c) Rong Xiaobin: see LICENSE-gtcrn beside this file",
+                             "source": "checkpoints/model_trained_on_dns3.tar of the public repository "
+                                       "Xiaobin-Rong/gtcrn"}),
+    "ul-unas": ("ul-unas-dns3", {"trained_on": "DNS Challenge 3 (by the UL-UNAS authors)",
+                                 "licence": "MIT, Copyright (c) 2026 Xiaobin Rong: see LICENSE-ul-unas beside this file",
+                                 "source": "checkpoints/model_trained_on_dns3.tar of the public repository "
+                                           "Xiaobin-Rong/ul-unas"}),
+}
 
 
-def import_ulunas(weights: str | Path, out_dir: str | Path = PRETRAINED) -> Path:
-    """Package the published UL-UNAS DNS3 weights (``../shared/pretrained/ul-unas-dns3.safetensors``) with
-    their MIT licence, after loading them with ``strict=True`` (exact names and shapes)."""
-    return _import_published("ul-unas", "ul-unas-dns3", weights, out_dir, {
-        "trained_on": "DNS Challenge 3 (by the UL-UNAS authors)",
-        "licence": "MIT, Copyright (c) 2026 Xiaobin Rong: see LICENSE-ul-unas beside this file",
-        "source": "checkpoints/model_trained_on_dns3.tar of the public repository Xiaobin-Rong/ul-unas"})
+def import_published(name: str, weights: str | Path, out_dir: str | Path = PRETRAINED) -> Path:
+    """Package the published DNS3 weights of ``name`` (``../shared/pretrained/{stem}.safetensors``) with their
+    MIT licence, after loading them with ``strict=True`` (exact names and shapes)."""
+    stem, provenance = PUBLISHED[name]
+    return _import_published(name, stem, weights, out_dir, provenance)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,14 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="", help="what it was trained on (recorded in the JSON)")
     ap.add_argument("--licence", default="", help="licence/attribution of the training data (recorded in the JSON)")
     a = ap.parse_args(argv)
-    if a.import_gtcrn:
-        path = import_gtcrn(a.run, a.out)
-        print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB), its .json and LICENSE-gtcrn")
-        return 0
-    if a.import_ul_unas:
-        path = import_ulunas(a.run, a.out)
-        print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB), its .json and LICENSE-ul-unas")
-        return 0
+    for name, wanted in (("gtcrn", a.import_gtcrn), ("ul-unas", a.import_ul_unas)):
+        if wanted:
+            path = import_published(name, a.run, a.out)
+            print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB), its .json and LICENSE-{name}")
+            return 0
     note = {k: v for k, v in (("trained_on", a.data), ("data_licence", a.licence)) if v}
     path = ship(a.run, a.out, name=a.name, note=note)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json').name}")

@@ -40,15 +40,24 @@ from .base import Family
 
 
 @dataclass
-class GTCRNConfig(DictConfig):
+class PublishedSTFTConfig(DictConfig):
+    """The STFT the published DNS3 models (GTCRN, UL-UNAS) were trained with; nothing else fits their weights."""
+
     sample_rate: int = 16000  # the rate the model runs at (fixed by the published weights)
     n_fft: int = 512  # STFT frame (32 ms)
     hop: int = 256  # STFT hop (16 ms)
-    causal: bool = True  # False: bidirectional time RNNs (offline use; see the module docstring)
 
     def __post_init__(self):
+        name = type(self).__name__.removesuffix("Config")
+        if self.sample_rate != 16000:
+            raise ValueError(f"{name} runs at 16000 Hz (its ERB bands are fixed by the published weights)")
         if (self.n_fft, self.hop) != (512, 256):
-            raise ValueError("GTCRN is built for n_fft 512 and hop 256 (its ERB bands and widths depend on them)")
+            raise ValueError(f"{name} is built for n_fft 512 and hop 256 (its ERB bands and widths depend on them)")
+
+
+@dataclass
+class GTCRNConfig(PublishedSTFTConfig):
+    causal: bool = True  # False: bidirectional time RNNs (offline use; see the module docstring)
 
 
 # ---------------------------------------------------------------------------------------- blocks

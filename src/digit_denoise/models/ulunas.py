@@ -45,22 +45,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..dictconfig import DictConfig
 from .base import Family
-from .gtcrn import DPGRNN, ERB
+from .gtcrn import DPGRNN, ERB, PublishedSTFTConfig
 
 
 @dataclass
-class ULUNASConfig(DictConfig):
-    sample_rate: int = 16000  # the rate the model runs at (fixed by the published weights)
-    n_fft: int = 512  # STFT frame (32 ms)
-    hop: int = 256  # STFT hop (16 ms)
-
-    def __post_init__(self):
-        if self.sample_rate != 16000:
-            raise ValueError("UL-UNAS runs at 16000 Hz (its ERB bands are fixed by the published weights)")
-        if (self.n_fft, self.hop) != (512, 256):
-            raise ValueError("UL-UNAS is built for n_fft 512 and hop 256 (its ERB bands and widths depend on them)")
+class ULUNASConfig(PublishedSTFTConfig):
+    """16 kHz, 512/256 STFT: the published model's, checked by :class:`.gtcrn.PublishedSTFTConfig`."""
 
 
 # the searched architecture (the published model): one row per encoder cell, input side first;
@@ -181,17 +172,22 @@ class XConv(nn.Module):
         return self.ops(x)
 
 
+def pointwise(cin: int, cout: int, width: int, stride: int, groups: int, deconv: bool) -> nn.Sequential:
+    """Grouped 1×1 conv → BN → affine PReLU [→ channel shuffle]: the first stage of XDWS and XMB."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 1, groups=groups),
+        nn.BatchNorm2d(cout),
+        AffinePReLU(cout, input_width(width, stride, deconv)),
+        ChannelShuffle() if groups == 2 else nn.Identity())
+
+
 class XDWS(nn.Module):
     """Depthwise-separable cell: grouped 1×1 conv, then a depthwise conv carrying the frequency stride."""
 
     def __init__(self, cin: int, cout: int, width: int, kernel, stride: int, groups: int,
                  deconv: bool = False, last: bool = False):
         super().__init__()
-        self.pconv = nn.Sequential(
-            nn.Conv2d(cin, cout, 1, groups=groups),
-            nn.BatchNorm2d(cout),
-            AffinePReLU(cout, input_width(width, stride, deconv)),
-            ChannelShuffle() if groups == 2 else nn.Identity())
+        self.pconv = pointwise(cin, cout, width, stride, groups, deconv)
         self.dconv = nn.Sequential(
             PastPad(kernel[0] - 1),
             causal_conv(cout, cout, kernel, stride, cout, deconv),
@@ -209,11 +205,7 @@ class XMB(nn.Module):
     def __init__(self, cin: int, cout: int, width: int, kernel, stride: int, groups: int,
                  deconv: bool = False, last: bool = False):
         super().__init__()
-        self.pconv1 = nn.Sequential(
-            nn.Conv2d(cin, cout, 1, groups=groups),
-            nn.BatchNorm2d(cout),
-            AffinePReLU(cout, input_width(width, stride, deconv)),
-            ChannelShuffle() if groups == 2 else nn.Identity())
+        self.pconv1 = pointwise(cin, cout, width, stride, groups, deconv)
         self.dconv = nn.Sequential(
             PastPad(kernel[0] - 1),
             causal_conv(cout, cout, kernel, stride, cout, deconv),
