@@ -271,14 +271,20 @@ class GTCRN(Family):
 
     def forward(self, wave: Tensor) -> Tensor:
         cfg, t = self.config, wave.shape[-1]
-        x = wave
-        if t <= cfg.n_fft // 2:  # reflect padding needs more than n_fft/2 samples
-            x = nn.functional.pad(wave, (0, cfg.n_fft // 2 + 1 - t))
-        spec = torch.stft(x, cfg.n_fft, cfg.hop, cfg.n_fft, self.window, center=True, return_complex=True)
+        x, spec = published_stft(wave, cfg, self.window)
         y = self.enhance_spec(torch.view_as_real(spec))
         out = torch.istft(torch.view_as_complex(y.contiguous()), cfg.n_fft, cfg.hop, cfg.n_fft, self.window,
                           center=True, length=x.shape[-1])
         return out[:, :t]
+
+
+def published_stft(wave: Tensor, cfg: PublishedSTFTConfig, window: Tensor) -> tuple[Tensor, Tensor]:
+    """(the input as analysed, its centred STFT ``[B, 257, F]``), as the published models compute it; inputs of
+    n_fft/2 samples or fewer are zero-padded first (reflect padding needs more)."""
+    x = wave
+    if wave.shape[-1] <= cfg.n_fft // 2:
+        x = nn.functional.pad(wave, (0, cfg.n_fft // 2 + 1 - wave.shape[-1]))
+    return x, torch.stft(x, cfg.n_fft, cfg.hop, cfg.n_fft, window, center=True, return_complex=True)
 
 
 def noncausal_state(causal: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Family
-from .gtcrn import DPGRNN, ERB, PublishedSTFTConfig
+from .gtcrn import DPGRNN, ERB, PublishedSTFTConfig, published_stft
 
 
 @dataclass
@@ -287,10 +287,7 @@ class ULUNAS(Family):
 
     def forward(self, wave: Tensor) -> Tensor:
         cfg, t = self.config, wave.shape[-1]
-        x = wave
-        if t <= cfg.n_fft // 2:  # reflect padding needs more than n_fft/2 samples
-            x = nn.functional.pad(wave, (0, cfg.n_fft // 2 + 1 - t))
-        spec = torch.stft(x, cfg.n_fft, cfg.hop, cfg.n_fft, self.window, center=True, return_complex=True)
+        _, spec = published_stft(wave, cfg, self.window)
         spec = torch.view_as_real(spec).permute(0, 3, 2, 1)  # [B, 2, F, 257]
         enhanced = (spec * self.mask(spec)).permute(0, 3, 2, 1)  # [B, 257, F, 2]
         # as the reference: up to the last full hop ((F − 1) · hop samples), then zeros
