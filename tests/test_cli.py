@@ -41,3 +41,16 @@ def test_train_flags_come_from_the_config_dataclass():
     cfg = config_from_args(a)
     assert cfg.lr == 3e-3 and cfg.augment is False and cfg.model == "masknet" and cfg.model_config["channels"] == 8
     assert cfg.schedule == "cosine"  # the preset's value where no flag was given
+
+
+def test_train_help_prints_every_flag_text_as_written():
+    """A '%' in a field's comment (e.g. 'to 5 % at the last step') is text, not an argparse format."""
+    import argparse
+
+    from digit_denoise.training.config import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    text = p.format_help()
+    assert "cosine (to 5 % at the last planned step)" in " ".join(text.split())
+    assert "option_strings" not in text

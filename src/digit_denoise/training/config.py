@@ -189,7 +189,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         flag = "--" + f.name.replace("_", "-")
-        text = helps.get(f.name, "") + FLAG_HELP_EXTRA.get(f.name, lambda: "")()
+        text = (helps.get(f.name, "") + FLAG_HELP_EXTRA.get(f.name, lambda: "")()).replace("%", "%%")  # argparse formats help
         if f.name in ("manifest", "out"):
             p.add_argument(flag, required=True, help=text)
         elif f.name == "preset":
