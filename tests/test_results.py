@@ -31,39 +31,34 @@ def test_results_page_is_generated_from_the_report(result, tmp_path):
     assert main([str(tmp_path / "nope"), "-o", str(out)]) == 2
 
 
-def test_results_describe_runs_and_model_files(tmp_path):
-    """The ablation columns come from a run's config.json or from the JSON beside a model file."""
+def test_a_kept_summary_copy_still_describes_a_run_folder_that_is_gone(manifest, tmp_path):  # noqa: F811
+    """compare records each model's parameters/steps/config in summary.json; a copy of it (docs/reports/NAME.json)
+    gives the same page after the run folder is deleted."""
+    import shutil
+
+    from digit_denoise import compare as cmp
     from digit_denoise.checkpoint import model_meta, save_checkpoint
+    from digit_denoise.compare.results import main
     from digit_denoise.models import build_model
-    from digit_denoise.compare.results import _run_info
 
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({"parameters": 123, "steps": 40, "elapsed_s": 120.0}))
-    (run / "config.json").write_text(json.dumps({
-        "preset": "fast", "loss": "sisdr", "model": "masknet", "manifest": "/d/fsdd-white.csv,/d/synth.csv",
-        "model_config": {"channels": 64, "dilations": [1, 2, 4], "mask": "complex"}}))
-    info = _run_info(str(run / "checkpoints" / "best"))
-    assert info == {"parameters": 123, "steps": 40, "train_s": 120.0, "preset": "fast", "loss": "sisdr",
-                    "shape": "complex mask, 64 ch × 3 blocks", "data": "fsdd-white, synth"}
-
     cfg = {"channels": 8, "dilations": [1, 2]}
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"preset": "fast", "loss": "sisdr", "model": "masknet",
+                                                 "model_config": cfg, "manifest": "/d/speechy.csv"}))
     m = build_model("masknet", cfg)
-    meta = model_meta("masknet", m.config.to_dict(), {"kind": "wave"}, 16000,
-                      {"training": {"preset": "fast", "loss": "sisdr", "model": "masknet", "model_config": cfg},
-                       "trained_on": "FSDD, 4 speakers", "step": 7})
-    save_checkpoint(tmp_path / "ck", m, meta)
-    info = _run_info(str(tmp_path / "ck"))
-    assert info["parameters"] == sum(p.numel() for p in m.state_dict().values())
-    assert (info["steps"], info["shape"], info["data"]) == (7, "magnitude mask, 8 ch × 2 blocks", "FSDD, 4 speakers")
-    assert _run_info(str(tmp_path / "nothing-here")) == {}
-
-
-def test_results_page_describes_each_family_with_its_defaults():
-    from digit_denoise.compare.results import _describe
-
-    d = _describe({"model": "tasnet", "model_config": {}, "preset": "fast", "loss": "sisdr", "manifest": "/d/x.csv"})
-    assert d["shape"] == "time domain, 256 filters × 14 blocks" and d["data"] == "x"
-    assert _describe({"model": "masknet", "model_config": {"mask": "complex"}})["shape"] == "complex mask, 128 ch × 8 blocks"
-    assert _describe({"model": "seed-attn"})["shape"] == "4-level residual U-Net, channels [32, 64, 128, 256], attention gates"
-    assert _describe({"model": "no-such-family"})["shape"] == "no-such-family"  # a newer file: its name
+    save_checkpoint(run / "checkpoints" / "best", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"},
+                                                                16000, {"step": 9}))
+    s = cmp.compare(manifest, tmp_path / "rep", split="test", methods=f"noisy,{run / 'checkpoints' / 'best'}",
+                    noise="white", snr="0", seed=0, limit=1, workers=0, examples=0, command="test")
+    name = [x["name"] for x in s["methods"]][1]
+    kept = tmp_path / "docs" / "reports" / "speechy-test.json"
+    kept.parent.mkdir(parents=True)
+    shutil.copy(tmp_path / "rep" / "summary.json", kept)
+    shutil.rmtree(run)
+    out = tmp_path / "results.md"
+    assert main([str(kept), "-o", str(out)]) == 0
+    text = out.read_text()
+    n = sum(p.numel() for p in m.state_dict().values())
+    assert "## speechy-test" in text
+    assert f"| {name} | fast | magnitude mask, 8 ch × 2 blocks | sisdr | speechy | {n:,} | 9 |" in text

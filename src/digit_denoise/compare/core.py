@@ -24,6 +24,7 @@ from ..progress import progress
 from ..version import __version__
 from .defaults import DEFAULT_NOISE, DEFAULT_SNR
 from .methods import ModelMethod, parse_list, resolve_methods  # noqa: F401  (resolve_methods: public here too)
+from .runinfo import run_info
 from .stats import summarize
 
 METRICS = SUMMARY_METRICS + ("mse",)  # summarised per method × condition
@@ -350,7 +351,8 @@ def _summary(run: Run, rows: list, conditions: list, skipped: dict, corpus: dict
         "elapsed_s": round(elapsed, 2),
         "methods": [{"name": m.name, "is_oracle": oracle[m.name],
                      "kind": "ours" if isinstance(m, ModelMethod) else "peer",
-                     **({"path": str(Path(m.path).resolve())} if isinstance(m, ModelMethod) else {})}
+                     **({"path": str(Path(m.path).resolve()), "training": run_info(m.path)}
+                        if isinstance(m, ModelMethod) else {})}
                     for m in run.methods],
         "skipped": skipped,
         "conditions": [{"name": c.name, "noise": c.noise, "snr": c.snr, "n_clips": len(cr)} for c, cr in conditions],

@@ -19,68 +19,20 @@ from pathlib import Path
 
 from ..audio import atomic_path
 from ..errors import UserError
-from ..models import build_model
+from .runinfo import run_info
 
 
 def _f(v, spec: str) -> str:
     return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "—"
 
 
-def _describe(conf: dict) -> dict:
-    """Preset / loss / model shape / data of a training config (a run's config.json or a model's
-    ``training`` record)."""
-    shape = conf.get("model")
-    if shape:
-        try:  # the family describes itself, its defaults filled in
-            shape = build_model(conf["model"], conf.get("model_config") or {}).summary()
-        except Exception:  # an unknown family (a newer file) or a config this version refuses
-            pass
-    data = ", ".join(Path(m).stem for m in str(conf.get("manifest") or "").split(",") if m) or None
-    return {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data}
-
-
-def _run_info(path: str | None) -> dict:
-    """Parameters / steps / training time / config of one of our models (its run folder, or the JSON
-    beside a model file such as the shipped default)."""
-    if not path:
-        return {}
-    p = Path(path)
-    for cand in (p, p.parent, p.parent.parent, p.parent.parent.parent):
-        s = cand / "summary.json"
-        if s.is_file():
-            try:
-                d = json.loads(s.read_text(encoding="utf-8"))
-                cfg = cand / "config.json"
-                conf = json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {}
-            except ValueError:
-                return {}
-            return {"parameters": d.get("parameters"), "steps": d.get("steps"), "train_s": d.get("elapsed_s"),
-                    **_describe(conf)}
-    meta = p.with_suffix(".json") if p.suffix == ".safetensors" else p / "model.json"
-    if meta.is_file():
-        try:
-            m = json.loads(meta.read_text(encoding="utf-8"))
-        except ValueError:
-            return {}
-        info = {"steps": m.get("step"), **_describe(m.get("training") or {})}
-        info["data"] = info["data"] or m.get("trained_on")
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(p if p.suffix == ".safetensors" else p / "model.safetensors"), "pt") as f:
-                info["parameters"] = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-        except Exception:  # a damaged or missing file: the table shows "—"
-            pass
-        return info
-    return {}
-
-
 def section(folder: Path) -> str:
     s = _load(folder)
-    info = {m["name"]: {**m, **_run_info(m.get("path"))} for m in s["methods"]}
+    # what compare recorded of each model (newer reports), else what its files say now
+    info = {m["name"]: {**m, **(m.get("training") or run_info(m.get("path")))} for m in s["methods"]}
     # only the test split is speaker-disjoint by construction; what else a run trained on is in its table row
     held_out = " (speakers held out of its train and val splits)" if s["split"] == "test" else ""
-    out = [f"## {folder.name}", "",
+    out = [f"## {folder.stem if folder.suffix == '.json' else folder.name}", "",
            f"`{s.get('command', '')}`", "",
            f"{s['n_clips']} clips of the `{s['split']}` split of "
            f"{' + '.join(f'`{Path(m).name}`' for m in s['manifest'].split(','))}{held_out}, "
@@ -151,7 +103,8 @@ def build(folders: list[Path], targets: str | None = None) -> str:
 
 
 def _load(folder: Path) -> dict:
-    path = folder / "summary.json"
+    """A report's summary: ``FOLDER/summary.json``, or a copy of it kept as ``NAME.json`` (docs/reports/)."""
+    path = folder if folder.suffix == ".json" else folder / "summary.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -161,7 +114,8 @@ def _load(folder: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m digit_denoise.compare.results", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("reports", nargs="+", help="folders written by 'digit-denoise compare'")
+    ap.add_argument("reports", nargs="+",
+                    help="folders written by 'digit-denoise compare', or copies of their summary.json named NAME.json")
     ap.add_argument("-o", "--out", default="docs/results.md", help="markdown file to write (default docs/results.md)")
     ap.add_argument("--targets", default=None, metavar="METHOD",
                     help="add the targets table for this method (its name in the reports)")

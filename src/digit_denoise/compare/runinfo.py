@@ -1,0 +1,75 @@
+"""What a model is and how it was trained, read from its run folder or the JSON beside its file.
+
+``compare`` records this in its ``summary.json`` (so a report outlives the run folder it measured),
+and the results page reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..models import build_model
+
+
+def _describe(conf: dict) -> dict:
+    """Preset / loss / model shape / data of a training config (a run's config.json or a model's
+    ``training`` record)."""
+    shape = conf.get("model")
+    if shape:
+        try:  # the family describes itself, its defaults filled in
+            shape = build_model(conf["model"], conf.get("model_config") or {}).summary()
+        except Exception:  # an unknown family (a newer file) or a config this version refuses
+            pass
+    data = ", ".join(Path(m).stem for m in str(conf.get("manifest") or "").split(",") if m) or None
+    return {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data}
+
+
+def _run_config(p: Path) -> dict:
+    """The config.json of the run folder a checkpoint lies in (``RUN/checkpoints/best``), if any."""
+    for cand in (p.parent, p.parent.parent, p.parent.parent.parent):
+        cfg = cand / "config.json"
+        if cfg.is_file():
+            try:
+                return json.loads(cfg.read_text(encoding="utf-8"))
+            except ValueError:
+                return {}
+    return {}
+
+
+def run_info(path: str | None) -> dict:
+    """Parameters / steps / training time / config of one of our models (its run folder, or the JSON
+    beside a model file such as the shipped default)."""
+    if not path:
+        return {}
+    p = Path(path)
+    for cand in (p, p.parent, p.parent.parent, p.parent.parent.parent):
+        s = cand / "summary.json"
+        if s.is_file():
+            try:
+                d = json.loads(s.read_text(encoding="utf-8"))
+                cfg = cand / "config.json"
+                conf = json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {}
+            except ValueError:
+                return {}
+            return {"parameters": d.get("parameters"), "steps": d.get("steps"), "train_s": d.get("elapsed_s"),
+                    **_describe(conf)}
+    meta = p.with_suffix(".json") if p.suffix == ".safetensors" else p / "model.json"
+    if meta.is_file():
+        try:
+            m = json.loads(meta.read_text(encoding="utf-8"))
+        except ValueError:
+            return {}
+        conf = m.get("training") or _run_config(p)
+        info = {"steps": m.get("step"), **_describe(conf)}
+        info["data"] = info["data"] or m.get("trained_on")
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(p if p.suffix == ".safetensors" else p / "model.safetensors"), "pt") as f:
+                info["parameters"] = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        except Exception:  # a damaged or missing file: the table shows "—"
+            pass
+        return info
+    return {}
