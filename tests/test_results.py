@@ -62,3 +62,18 @@ def test_a_kept_summary_copy_still_describes_a_run_folder_that_is_gone(manifest,
     n = sum(p.numel() for p in m.state_dict().values())
     assert "## speechy-test" in text
     assert f"| {name} | fast | magnitude mask, 8 ch × 2 blocks | sisdr | speechy | {n:,} | 9 |" in text
+
+
+def test_kept_copy_is_small_and_gives_the_same_page(result, tmp_path):  # noqa: F811
+    """--keep DIR writes each report's summary (means and counts only) to DIR/NAME.json; the page built from the
+    copy is the one built from the report."""
+    from digit_denoise.compare.results import main
+
+    s, folder = result
+    a, b = tmp_path / "a.md", tmp_path / "b.md"
+    assert main([str(folder), "--keep", str(tmp_path / "kept"), "-o", str(a)]) == 0
+    copy = tmp_path / "kept" / f"{folder.name}.json"
+    assert copy.stat().st_size < (folder / "summary.json").stat().st_size / 2
+    assert main([str(copy), "-o", str(b)]) == 0
+    assert a.read_text() == b.read_text().replace(f"## {copy.stem}", f"## {folder.name}")
+    assert "ci95_low" not in copy.read_text() and "by_speaker" not in json.loads(copy.read_text())

@@ -13,11 +13,11 @@ training manifests and noise folders the model's JSON records, with their licenc
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 from .audio import atomic_path
+from .compare.results import load_summary
 from .errors import UserError
 
 # What each training source is and how to credit it (from the README of each folder in ../shared).
@@ -58,7 +58,7 @@ def build(model: str, method: str, reports: list[Path]) -> str:
     meta = read_meta(js)
     net = build_model(meta["model"], meta.get("config") or {})
     t = meta.get("training") or {}
-    summaries = [json.loads((r / "summary.json").read_text(encoding="utf-8")) for r in reports]
+    summaries = [load_summary(r) for r in reports]
     ours = next((s for s in summaries if any(m["name"] == method for m in s["methods"])), None)
     if ours is None:
         raise UserError(f"--method {method!r}: no report in {', '.join(map(str, reports))} holds it")
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default", help="model file, run folder or packaged name (default: default)")
     ap.add_argument("--method", required=True, help="the model's method name in the reports")
-    ap.add_argument("--reports", nargs="+", required=True, help="compare report folders")
+    ap.add_argument("--reports", nargs="+", required=True,
+                    help="compare report folders, or their kept summaries (docs/reports/NAME.json)")
     ap.add_argument("-o", "--out", default="docs/model-card.md", help="markdown file to write")
     a = ap.parse_args(argv)
     try:

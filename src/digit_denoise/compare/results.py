@@ -27,7 +27,7 @@ def _f(v, spec: str) -> str:
 
 
 def section(folder: Path) -> str:
-    s = _load(folder)
+    s = load_summary(folder)
     # what compare recorded of each model (newer reports), else what its files say now
     info = {m["name"]: {**m, **(m.get("training") or run_info(m.get("path")))} for m in s["methods"]}
     # only the test split is speaker-disjoint by construction; what else a run trained on is in its table row
@@ -98,17 +98,44 @@ def build(folders: list[Path], targets: str | None = None) -> str:
     if targets:
         from .targets import targets_section
 
-        head += targets_section([_load(f) for f in folders], targets)
+        head += targets_section([load_summary(f) for f in folders], targets)
     return "\n".join(head + [section(f) for f in folders]).rstrip() + "\n"
 
 
-def _load(folder: Path) -> dict:
+def load_summary(folder: Path) -> dict:
     """A report's summary: ``FOLDER/summary.json``, or a copy of it kept as ``NAME.json`` (docs/reports/)."""
     path = folder if folder.suffix == ".json" else folder / "summary.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise UserError(f"{path}: not readable; pass folders written by 'digit-denoise compare'") from None
+
+
+# what a results page, the targets table and the model card read of a summary; statistics keep mean and n
+KEPT_KEYS = ("command", "versions", "manifest", "corpora", "split", "seed", "limit", "n_clips", "sample_rate",
+             "elapsed_s", "methods", "skipped", "conditions", "metrics", "rtf", "rtf_note", "results",
+             "results_by_corpus", "overall")
+
+
+def _means(node):
+    if isinstance(node, dict) and "mean" in node and "n" in node:  # full precision: the page rounds the same
+        return {"mean": node["mean"], "n": node["n"]}
+    if isinstance(node, dict):
+        return {k: _means(v) for k, v in node.items()}
+    return node
+
+
+def keep(folder: Path, kept_dir: Path) -> Path:
+    """Write ``kept_dir/NAME.json``: the part of a report's summary.json this page needs (means and counts),
+    small enough to commit, so the page can be regenerated after ``reports/`` is gone."""
+    s = load_summary(folder)
+    slim = {k: (_means(s[k]) if k in ("results", "results_by_corpus", "overall") else s[k]) for k in KEPT_KEYS
+            if k in s}
+    out = kept_dir / f"{folder.stem if folder.suffix == '.json' else folder.name}.json"
+    kept_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(slim, separators=(",", ":"), allow_nan=False) + "\n", encoding="utf-8")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--out", default="docs/results.md", help="markdown file to write (default docs/results.md)")
     ap.add_argument("--targets", default=None, metavar="METHOD",
                     help="add the targets table for this method (its name in the reports)")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="also write each report's summary, means and counts only, to DIR/NAME.json (e.g. docs/reports)")
     a = ap.parse_args(argv)
     try:
+        if a.keep:
+            for r in a.reports:
+                print(f"kept {keep(Path(r), Path(a.keep))}")
         text = build([Path(r) for r in a.reports], a.targets)
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
