@@ -41,3 +41,23 @@ def test_results_page_describes_each_family_with_its_defaults():
     assert _describe({"model": "masknet", "model_config": {"mask": "complex"}})["shape"] == "complex mask, 128 ch × 8 blocks"
     assert _describe({"model": "seed-attn"})["shape"] == "4-level residual U-Net, channels [32, 64, 128, 256], attention gates"
     assert _describe({"model": "no-such-family"})["shape"] == "no-such-family"  # a newer file: its name
+
+
+def test_a_run_still_training_is_described_from_its_best_checkpoint_and_history(tmp_path):
+    """No summary.json yet: the step of checkpoints/best, its config.json and the wall time at that step."""
+    from digit_denoise.checkpoint import model_meta, save_checkpoint
+    from digit_denoise.compare.runinfo import run_info
+    from digit_denoise.models import build_model
+
+    run = tmp_path / "run"
+    cfg = {"channels": 8, "dilations": [1, 2]}
+    m = build_model("masknet", cfg)
+    save_checkpoint(run / "checkpoints" / "best", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"},
+                                                                16000, {"step": 1000}))
+    (run / "config.json").write_text(json.dumps({"preset": "speech", "loss": "spec+sisdr", "model": "masknet",
+                                                 "model_config": cfg, "manifest": "/d/speech16k.csv"}))
+    (run / "history.jsonl").write_text("".join(json.dumps({"step": s, "elapsed_s": s * 1.5}) + "\n"
+                                               for s in (500, 1000, 1500)))
+    info = run_info(str(run))
+    assert (info["steps"], info["train_s"], info["preset"], info["data"]) == (1000, 1500.0, "speech", "speech16k")
+    assert info["parameters"] == sum(p.numel() for p in m.state_dict().values())

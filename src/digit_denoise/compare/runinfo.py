@@ -38,6 +38,19 @@ def _run_config(p: Path) -> dict:
     return {}
 
 
+def _elapsed_at(p: Path, step) -> float | None:
+    """Training seconds up to ``step``, from the history.jsonl of the run folder a checkpoint lies in."""
+    for cand in (p.parent, p.parent.parent, p.parent.parent.parent):
+        h = cand / "history.jsonl"
+        if h.is_file():
+            try:
+                rows = [json.loads(x) for x in h.read_text(encoding="utf-8").splitlines() if x.strip()]
+            except ValueError:
+                return None
+            return next((r.get("elapsed_s") for r in rows if r.get("step") == step), None)
+    return None
+
+
 def run_info(path: str | None) -> dict:
     """Parameters / steps / training time / config of one of our models (its run folder, or the JSON
     beside a model file such as the shipped default)."""
@@ -55,6 +68,9 @@ def run_info(path: str | None) -> dict:
                 return {}
             return {"parameters": d.get("parameters"), "steps": d.get("steps"), "train_s": d.get("elapsed_s"),
                     **_describe(conf)}
+    if p.is_dir():  # a run folder without summary.json (still training): its best checkpoint
+        p = next((c for c in (p, p / "checkpoints" / "best", p / "checkpoints" / "last") if (c / "model.json").is_file()),
+                 p)
     meta = p.with_suffix(".json") if p.suffix == ".safetensors" else p / "model.json"
     if meta.is_file():
         try:
@@ -63,6 +79,10 @@ def run_info(path: str | None) -> dict:
             return {}
         conf = m.get("training") or _run_config(p)
         info = {"steps": m.get("step"), **_describe(conf)}
+        if m.get("training", {}).get("elapsed_s") is not None:  # a shipped model records its training time
+            info["train_s"] = m["training"]["elapsed_s"]
+        else:
+            info["train_s"] = _elapsed_at(p, m.get("step"))
         info["data"] = info["data"] or m.get("trained_on")
         try:
             from safetensors import safe_open
