@@ -21,8 +21,9 @@ def _x(*shape, seed=0):
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 513, 16000])
-def test_stft_pair_reconstructs_exactly_for_any_length(n):
-    st = STFT(512, 128)
+@pytest.mark.parametrize("n_fft,hop", [(512, 128), (1024, 256)])
+def test_stft_pair_reconstructs_exactly_for_any_length(n, n_fft, hop):
+    st = STFT(n_fft, hop)
     x = _x(2, n)
     for fft in (True, False):
         st.use_fft = fft
@@ -57,10 +58,11 @@ def test_every_parameter_trains_and_shapes_hold(mask):
     assert not unchanged
 
 
-@pytest.mark.parametrize("norm", ["none", "frame"])
-def test_receptive_field_is_what_the_model_claims(norm):
-    """Per-frame norm keeps the model local in time: a click moves only its receptive field."""
-    m = build_model("masknet", {**TINY, "norm": norm}).eval()
+@pytest.mark.parametrize("norm,stft", [("none", {}), ("frame", {}), ("frame", {"n_fft": 1024, "hop": 256})])
+def test_receptive_field_is_what_the_model_claims(norm, stft):
+    """Per-frame norm keeps the model local in time: a click moves only its receptive field (the 1024-point
+    STFT option too, whose frames are twice as long)."""
+    m = build_model("masknet", {**TINY, "norm": norm, **stft}).eval()
     ctx = m.context_samples
     n = 4 * ctx
     x = _x(1, n)
