@@ -61,7 +61,7 @@ def test_a_kept_summary_copy_still_describes_a_run_folder_that_is_gone(manifest,
     text = out.read_text()
     n = sum(p.numel() for p in m.state_dict().values())
     assert "## speechy-test" in text
-    assert f"| {name} | fast | magnitude mask, 8 ch × 2 blocks | sisdr | speechy | {n:,} | 9 |" in text
+    assert f"| {name} | fast | magnitude mask, 8 ch × 2 blocks | scratch | sisdr | speechy | {n:,} | 9 |" in text
 
 
 def test_kept_copy_is_small_and_gives_the_same_page(result, tmp_path):  # noqa: F811

@@ -18,7 +18,7 @@ def test_results_describe_runs_and_model_files(tmp_path):
         "preset": "fast", "loss": "sisdr", "model": "masknet", "manifest": "/d/fsdd-white.csv,/d/synth.csv",
         "model_config": {"channels": 64, "dilations": [1, 2, 4], "mask": "complex"}}))
     info = run_info(str(run / "checkpoints" / "best"))
-    assert info == {"parameters": 123, "steps": 40, "train_s": 120.0, "preset": "fast", "loss": "sisdr",
+    assert info == {"parameters": 123, "steps": 40, "train_s": 120.0, "preset": "fast", "loss": "sisdr", "init": "scratch",
                     "shape": "complex mask, 64 ch × 3 blocks", "data": "fsdd-white, synth"}
 
     cfg = {"channels": 8, "dilations": [1, 2]}
@@ -55,9 +55,11 @@ def test_a_run_still_training_is_described_from_its_best_checkpoint_and_history(
     save_checkpoint(run / "checkpoints" / "best", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"},
                                                                 16000, {"step": 1000}))
     (run / "config.json").write_text(json.dumps({"preset": "speech", "loss": "spec+sisdr", "model": "masknet",
-                                                 "model_config": cfg, "manifest": "/d/speech16k.csv"}))
+                                                 "model_config": cfg, "manifest": "/d/speech16k.csv",
+                                                 "init": "gtcrn"}))
     (run / "history.jsonl").write_text("".join(json.dumps({"step": s, "elapsed_s": s * 1.5}) + "\n"
                                                for s in (500, 1000, 1500)))
     info = run_info(str(run))
     assert (info["steps"], info["train_s"], info["preset"], info["data"]) == (1000, 1500.0, "speech", "speech16k")
+    assert info["init"] == "gtcrn"  # fine-tuned from the packaged model
     assert info["parameters"] == sum(p.numel() for p in m.state_dict().values())

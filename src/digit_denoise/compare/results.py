@@ -40,11 +40,12 @@ def section(folder: Path) -> str:
            f"every method. RTF: {s.get('rtf_note', '')}.", ""]
     ours = [m for m in info.values() if m.get("kind") == "ours"]
     if ours:
-        out += ["| model | preset | network | loss | training data | parameters | training steps | training time |",
-                "|---|---|---|---|---|---:|---:|---:|"]
+        out += ["| model | preset | network | starts from | loss | training data | parameters | training steps | "
+                "training time |", "|---|---|---|---|---|---|---:|---:|---:|"]
         for m in ours:
             t = m.get("train_s")
-            out.append(f"| {m['name']} | {m.get('preset') or '—'} | {m.get('shape') or '—'} | {m.get('loss') or '—'} | "
+            out.append(f"| {m['name']} | {m.get('preset') or '—'} | {m.get('shape') or '—'} | {m.get('init') or '—'} | "
+                       f"{m.get('loss') or '—'} | "
                        f"{m.get('data') or '—'} | {_f(m.get('parameters'), ',')} | {_f(m.get('steps'), 'd')} | "
                        f"{_f(t / 60 if isinstance(t, (int, float)) else None, '.1f')} min |")
         out.append("")

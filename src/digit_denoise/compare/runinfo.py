@@ -23,7 +23,8 @@ def _describe(conf: dict) -> dict:
         except Exception:  # an unknown family (a newer file) or a config this version refuses
             pass
     data = ", ".join(Path(m).stem for m in str(conf.get("manifest") or "").split(",") if m) or None
-    return {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data}
+    return {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data,
+            "init": (Path(conf["init"]).name if conf.get("init") else "scratch") if conf else None}
 
 
 def _run_config(p: Path) -> dict:
