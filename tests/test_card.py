@@ -40,3 +40,19 @@ def test_card_names_sources_and_numbers(tmp_path):
     kept = tmp_path / "docs" / "reports"  # the slim copy kept in the repo gives the same card
     from digit_denoise.compare.results import keep
     assert build(str(tmp_path / "ck"), "mine", [keep(rep, kept)]) == text
+
+
+def test_card_of_a_fine_tuned_published_model_carries_its_mit_notice(tmp_path):
+    m = build_model("gtcrn", {"causal": False})
+    training = {"preset": "speech", "loss": "spec+sisdr", "init": "gtcrn", "manifest": "/x/speech16k.csv"}
+    save_checkpoint(tmp_path / "ck", m, model_meta("gtcrn", m.config.to_dict(), {"kind": "wave"}, 16000,
+                                                   {"training": training, "step": 2000}))
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "summary.json").write_text(json.dumps({**_summary({"noisy": {"si_sdr": -8.0}, "ft": {"si_sdr": 6.0}}),
+                                                  "rtf": {"ft": 0.03}}))
+    text = build(str(tmp_path / "ck"), "ft", [rep])
+    assert "## Licence of derived weights" in text and "MIT, Copyright (c) Rong Xiaobin, `LICENSE-gtcrn`" in text
+    save_checkpoint(tmp_path / "ck2", m, model_meta("gtcrn", m.config.to_dict(), {"kind": "wave"}, 16000,
+                                                    {"training": {**training, "init": ""}, "step": 2000}))
+    assert "Licence of derived weights" not in build(str(tmp_path / "ck2"), "ft", [rep])

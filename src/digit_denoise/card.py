@@ -31,6 +31,9 @@ SOURCES = {
                  "felixchenfy/Speech-Commands-Classification-by-LSTM-PyTorch (Feiyu Chen, MIT)"),
 }
 CONDITIONS_AT = "-8dB"
+# packaged published weights (``--init NAME``) → their licence notice
+PUBLISHED_LICENCES = {"gtcrn": "MIT, Copyright (c) Rong Xiaobin, `LICENSE-gtcrn`",
+                      "ul-unas": "MIT, Copyright (c) 2026 Xiaobin Rong, `LICENSE-ul-unas`"}
 
 
 def _f(v, spec: str) -> str:
@@ -112,8 +115,13 @@ def build(model: str, method: str, reports: list[Path]) -> str:
               "- Made for short recordings (words, digits, sentences); long files are processed in 30-s windows "
               "with the model's context on each side, which equals whole-file processing.",
               "- Not a speech-recognition front end: it was not tuned for any recogniser.", ""]
-    if meta.get("licence") or "gtcrn" in str(meta.get("model")):
-        lines += ["## Licence of derived weights", "", str(meta.get("licence") or "MIT (GTCRN)"), ""]
+    notices = [meta["licence"]] if meta.get("licence") else []
+    init = Path(str(t.get("init") or "")).name
+    if init in PUBLISHED_LICENCES:  # fine-tuned from the authors' published weights: their MIT notice applies
+        notices.append(f"Initialised from the published {init} weights: {PUBLISHED_LICENCES[init]} (shipped in "
+                       "`src/digit_denoise/pretrained/`); the MIT notice applies to these weights too.")
+    if notices:
+        lines += ["## Licence of derived weights", "", *[f"- {n}" for n in notices], ""]
     return "\n".join(lines)
 
 
