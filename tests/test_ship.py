@@ -30,6 +30,10 @@ def test_ship_writes_a_half_precision_default_that_loads(tmp_path):
     with torch.no_grad():
         a, b = m(x), m2(x)
     assert float((a - b).abs().max()) < 1e-2 * float(a.abs().max())
+    exact = ship(tmp_path / "ck", tmp_path / "pre", name="exact", dtype="float32")  # the measured weights, bit for bit
+    m3, meta3 = load_model(exact)
+    assert meta3["weights_dtype"] == "float32" and exact.stat().st_size > 1.8 * path.stat().st_size  # header aside
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in m3.state_dict().items())
 
 
 def test_ship_records_the_training_run(tmp_path, monkeypatch):

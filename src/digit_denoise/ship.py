@@ -25,12 +25,16 @@ UNSHIPPED_KEYS = {"out", "threads", "device", "compile", "channels_last", "preci
                   "save_every"}
 
 
-def ship(run: str | Path, out_dir: str | Path = PRETRAINED, name: str = "default", note: dict | None = None) -> Path:
+def ship(run: str | Path, out_dir: str | Path = PRETRAINED, name: str = "default", note: dict | None = None,
+         dtype: str = "float16") -> Path:
+    """Package ``run``'s best weights as ``out_dir/{name}.safetensors`` (+ ``.json``); float16 halves the file,
+    float32 keeps the exact weights that were measured (for small models the size does not matter)."""
     model, meta = load_model(run)
     weights, _ = resolve(run)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    half = dtype == "float16"
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     cfg_path = Path(run) / "config.json"
     train_cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
     history = [json.loads(x) for x in (Path(run) / "history.jsonl").read_text(encoding="utf-8").splitlines()
@@ -42,7 +46,7 @@ def ship(run: str | Path, out_dir: str | Path = PRETRAINED, name: str = "default
         training["samples_per_s"] = round(sum(r.get("samples_per_s", 0) for r in history
                                               if r["step"] <= meta["step"]) / max(1, len(
                                               [r for r in history if r["step"] <= meta["step"]])), 1)
-    meta = {**meta, "weights_dtype": "float16", "source_checkpoint": str(weights.parent.name),
+    meta = {**meta, "weights_dtype": dtype, "source_checkpoint": str(weights.parent.name),
             "training": training, **(note or {})}
     with atomic_path(out_dir / f"{name}.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
@@ -109,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="default", help="file name (default: default; `fast` for the small model)")
     ap.add_argument("--data", default="", help="what it was trained on (recorded in the JSON)")
     ap.add_argument("--licence", default="", help="licence/attribution of the training data (recorded in the JSON)")
+    ap.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                    help="stored weights: float16 (half the size; default) or float32 (exactly the measured weights)")
     a = ap.parse_args(argv)
     for name, wanted in (("gtcrn", a.import_gtcrn), ("ul-unas", a.import_ul_unas)):
         if wanted:
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB), its .json and LICENSE-{name}")
             return 0
     note = {k: v for k, v in (("trained_on", a.data), ("data_licence", a.licence)) if v}
-    path = ship(a.run, a.out, name=a.name, note=note)
+    path = ship(a.run, a.out, name=a.name, note=note, dtype=a.dtype)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json').name}")
     with torch.no_grad():
         load_model(path)  # it loads back
