@@ -31,9 +31,6 @@ SOURCES = {
                  "felixchenfy/Speech-Commands-Classification-by-LSTM-PyTorch (Feiyu Chen, MIT)"),
 }
 CONDITIONS_AT = "-8dB"
-# packaged published weights (``--init NAME``) → their licence notice
-PUBLISHED_LICENCES = {"gtcrn": "MIT, Copyright (c) Rong Xiaobin, `LICENSE-gtcrn`",
-                      "ul-unas": "MIT, Copyright (c) 2026 Xiaobin Rong, `LICENSE-ul-unas`"}
 
 
 def _f(v, spec: str) -> str:
@@ -56,6 +53,7 @@ def _sources(training: dict) -> list[str]:
 def build(model: str, method: str, reports: list[Path]) -> str:
     from .checkpoint import read_meta, resolve
     from .models import build_model
+    from .ship import PUBLISHED
 
     weights, js = resolve(model)
     meta = read_meta(js)
@@ -117,8 +115,9 @@ def build(model: str, method: str, reports: list[Path]) -> str:
               "- Not a speech-recognition front end: it was not tuned for any recogniser.", ""]
     notices = [meta["licence"]] if meta.get("licence") else []
     init = Path(str(t.get("init") or "")).name
-    if init in PUBLISHED_LICENCES:  # fine-tuned from the authors' published weights: their MIT notice applies
-        notices.append(f"Initialised from the published {init} weights: {PUBLISHED_LICENCES[init]} (shipped in "
+    if init in PUBLISHED:  # fine-tuned from the authors' published weights: their MIT notice applies
+        licence = PUBLISHED[init][1]["licence"].split(":")[0]  # "MIT, Copyright (c) …" (ship's one record of it)
+        notices.append(f"Initialised from the published {init} weights: {licence}, `LICENSE-{init}` (shipped in "
                        "`src/digit_denoise/pretrained/`); the MIT notice applies to these weights too.")
     if notices:
         lines += ["## Licence of derived weights", "", *[f"- {n}" for n in notices], ""]

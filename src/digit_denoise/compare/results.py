@@ -32,7 +32,7 @@ def section(folder: Path) -> str:
     info = {m["name"]: {**m, **(m.get("training") or run_info(m.get("path")))} for m in s["methods"]}
     # only the test split is speaker-disjoint by construction; what else a run trained on is in its table row
     held_out = " (speakers held out of its train and val splits)" if s["split"] == "test" else ""
-    out = [f"## {folder.stem if folder.suffix == '.json' else folder.name}", "",
+    out = [f"## {report_name(folder)}", "",
            f"`{s.get('command', '')}`", "",
            f"{s['n_clips']} clips of the `{s['split']}` split of "
            f"{' + '.join(f'`{Path(m).name}`' for m in s['manifest'].split(','))}{held_out}, "
@@ -103,6 +103,11 @@ def build(folders: list[Path], targets: str | None = None) -> str:
     return "\n".join(head + [section(f) for f in folders]).rstrip() + "\n"
 
 
+def report_name(folder: Path) -> str:
+    """A report's name: its folder's, or the stem of its kept copy (docs/reports/NAME.json)."""
+    return folder.stem if folder.suffix == ".json" else folder.name
+
+
 def load_summary(folder: Path) -> dict:
     """A report's summary: ``FOLDER/summary.json``, or a copy of it kept as ``NAME.json`` (docs/reports/)."""
     path = folder if folder.suffix == ".json" else folder / "summary.json"
@@ -132,7 +137,7 @@ def keep(folder: Path, kept_dir: Path) -> Path:
     s = load_summary(folder)
     slim = {k: (_means(s[k]) if k in ("results", "results_by_corpus", "overall") else s[k]) for k in KEPT_KEYS
             if k in s}
-    out = kept_dir / f"{folder.stem if folder.suffix == '.json' else folder.name}.json"
+    out = kept_dir / f"{report_name(folder)}.json"
     kept_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(slim, separators=(",", ":"), allow_nan=False) + "\n", encoding="utf-8")

@@ -27,29 +27,28 @@ def _describe(conf: dict) -> dict:
             "init": (Path(conf["init"]).name if conf.get("init") else "scratch") if conf else None}
 
 
+def _beside_run(p: Path, name: str) -> Path | None:
+    """``name`` in the run folder a checkpoint lies in (``RUN/checkpoints/best`` → ``RUN/name``), if any."""
+    return next((c / name for c in (p.parent, p.parent.parent, p.parent.parent.parent) if (c / name).is_file()), None)
+
+
 def _run_config(p: Path) -> dict:
-    """The config.json of the run folder a checkpoint lies in (``RUN/checkpoints/best``), if any."""
-    for cand in (p.parent, p.parent.parent, p.parent.parent.parent):
-        cfg = cand / "config.json"
-        if cfg.is_file():
-            try:
-                return json.loads(cfg.read_text(encoding="utf-8"))
-            except ValueError:
-                return {}
-    return {}
+    """The config.json of the run folder a checkpoint lies in, if any."""
+    cfg = _beside_run(p, "config.json")
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8")) if cfg else {}
+    except ValueError:
+        return {}
 
 
 def _elapsed_at(p: Path, step) -> float | None:
     """Training seconds up to ``step``, from the history.jsonl of the run folder a checkpoint lies in."""
-    for cand in (p.parent, p.parent.parent, p.parent.parent.parent):
-        h = cand / "history.jsonl"
-        if h.is_file():
-            try:
-                rows = [json.loads(x) for x in h.read_text(encoding="utf-8").splitlines() if x.strip()]
-            except ValueError:
-                return None
-            return next((r.get("elapsed_s") for r in rows if r.get("step") == step), None)
-    return None
+    h = _beside_run(p, "history.jsonl")
+    try:
+        rows = [json.loads(x) for x in h.read_text(encoding="utf-8").splitlines() if x.strip()] if h else []
+    except ValueError:
+        return None
+    return next((r.get("elapsed_s") for r in rows if r.get("step") == step), None)
 
 
 def run_info(path: str | None) -> dict:
