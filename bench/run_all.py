@@ -65,7 +65,7 @@ def bench_features(n: int) -> dict:
     import cv2
     import librosa
 
-    from digit_denoise.datasets import FILL_BATCH_CPU
+    from digit_denoise.data.seed_cache import FILL_BATCH_CPU
     from digit_denoise.features import SeedFeatureConfig, SeedFeatures, pad_batch
 
     waves = clips(n)
@@ -206,6 +206,7 @@ if cfg["malloc"]:
     assert tune_malloc()
 torch.manual_seed(0)
 from digit_denoise.models import build_model, flops_per_sample
+from digit_denoise.runtime import compile_model
 from digit_denoise.models import wave_flops_per_second as flops_per_second
 if cfg["model"] == "fast":
     from digit_denoise.training.config import PRESETS
@@ -219,7 +220,7 @@ else:
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-net = torch.compile(model) if cfg["compile"] else model
+net = compile_model(model) if cfg["compile"] else model
 opt = torch.optim.Adam(model.parameters(), 1e-4)
 def step():
     opt.zero_grad()

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from digit_denoise.errors import UserError
+from digit_denoise.runtime import compile_model
 from digit_denoise.training.config import PRESETS
 from digit_denoise.training.inputs import SeedData
 from digit_denoise.training.loop import train
@@ -175,7 +176,7 @@ def _one_step_outputs_and_grads(model, noisy, clean, channels_last=False, dtype=
     """(output, {name: gradient}) of one forward/backward of ``model`` in train mode (BatchNorm on the batch)."""
     net = model.to(memory_format=torch.channels_last) if channels_last else model
     x = noisy.contiguous(memory_format=torch.channels_last) if channels_last else noisy
-    run = torch.compile(net) if compiled else net
+    run = compile_model(net) if compiled else net
     with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
         y = run(x)
     torch.nn.functional.mse_loss(y.float(), clean).backward()

@@ -23,6 +23,7 @@ from ..data.seed_cache import epoch_order
 from ..errors import UserError
 from ..models import build_model, count_parameters, model_config
 from ..progress import progress, say
+from ..runtime import compile_model
 from .config import TrainConfig, check, learning_rate
 from .distributed import Dist, autocast_dtype, pick_device
 from .inputs import SeedData, make_wave_data, manifest_paths
@@ -172,7 +173,7 @@ class Loop:
             self.model = model = model.to(memory_format=torch.channels_last)
         self.net = self.dist.wrap(model)  # what trains (DDP on several ranks); `model` is what is saved
         if cfg.compile:
-            self.net = torch.compile(self.net)
+            self.net = compile_model(self.net)
         self.amp = autocast_dtype(cfg.precision, self.device)
 
     def _resume(self) -> None:
