@@ -61,6 +61,10 @@ def test_evaluate_writes_report(runs, tmp_path):
     summary = json.loads((folder / "summary.json").read_text())
     assert set(summary["methods"]) == set(methods)
     assert summary["split"] == "test" and summary["n_clips"] == 20
+    # what was evaluated travels with the numbers: the run's size, steps and recipe
+    t = summary["training"]
+    assert t["steps"] == 4 and t["parameters"] > 0 and t["preset"] == "seed" and t["init"] == "scratch"
+    assert summary["manifest"] == str(m) and summary["step"] <= 4
     for key in ("per_digit", "per_speaker", "per_gender"):
         assert set(summary[key]) == set(methods)
     assert set(summary["per_digit"]["model"]) == {str(d) for d in range(10)}
@@ -127,3 +131,39 @@ def test_evaluate_user_errors(runs, tmp_path):
     with pytest.raises(UserError) as e:
         evaluate(root / "run", "test", manifest=str(notest), n_examples=0)
     assert "test" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_results_page_has_the_seed_recipe_rows_with_its_target(runs, tmp_path):
+    """``python -m digit_denoise.compare.results --seed-eval RUN/eval-test``: the model's MSE beside the
+    baselines and the ≥ 30 % target, also from the kept copy once the run folder is gone."""
+    import shutil
+
+    from digit_denoise.compare.results import main
+
+    root, m = runs
+    run = tmp_path / "seedrun"
+    shutil.copytree(root / "run", run)
+    s = evaluate(run, "test", n_examples=0)
+    page, kept = tmp_path / "results.md", tmp_path / "kept"
+    argv = ["-o", str(page), "--seed-eval", str(run / "eval-test")]  # a page of seed rows only
+    assert main(argv + ["--keep", str(kept)]) == 0
+    text = page.read_text()
+    model, base = s["methods"]["model"]["mse"], s["methods"]["per-pixel-mean"]["mse"]
+    assert "### seedrun-eval-test" in text
+    assert f"| model | {model:.5f} | {model / base - 1:+.1%} |" in text
+    assert f"| per-pixel-mean | {base:.5f} | +0.0% |" in text
+    goal = f"Target ≤ {base * 0.7:.5f} (30% below {base:.5f}): "
+    assert goal + ("✅" if model <= 0.7 * base else "❌") in text  # 4 steps: far from it
+    assert "best checkpoint at step" in text and "of 4 training steps" in text
+    shutil.rmtree(run)
+    assert main(["-o", str(tmp_path / "again.md"), "--seed-eval",
+                 str(kept / "seedrun-eval-test.json")]) == 0
+    assert (tmp_path / "again.md").read_text().replace("### seedrun-eval-test", "") == text.replace(
+        "### seedrun-eval-test", "")
+    # a training run folder passed as a seed evaluation: a clear error, no page
+    (tmp_path / "notaneval").mkdir()
+    (tmp_path / "notaneval" / "summary.json").write_text(json.dumps({"steps": 4}))
+    assert main(["-o", str(tmp_path / "bad.md"), "--seed-eval", str(tmp_path / "notaneval")]) == 2
+    assert not (tmp_path / "bad.md").exists()
+    with pytest.raises(SystemExit):  # neither reports nor seed evaluations
+        main(["-o", str(tmp_path / "bad.md")])

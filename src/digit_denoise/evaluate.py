@@ -3,7 +3,8 @@
 ``digit-denoise evaluate runs/NAME --split test`` writes into ``runs/NAME/eval-<split>/``::
 
     per_clip.csv     one row per (method, clip): id, speaker, digit, gender, mse
-    summary.json     schema: {"split", "n_clips", "run", "methods": {method: {"mse": mean, "n": n}},
+    summary.json     schema: {"split", "n_clips", "run", "model", "step", "manifest", "training" (see
+                      compare.runinfo), "methods": {method: {"mse": mean, "n": n}},
                       "per_digit"|"per_speaker"|"per_gender": {method: {group: mean mse}}}
     mse_per_digit.png, mse_per_speaker.png   bar charts, one bar per method
     figures/<id>.png  waveform and spectrogram of clean / noisy / denoised
@@ -26,6 +27,7 @@ import torch
 
 from .audio import atomic_path, write_audio
 from .checkpoint import load_model
+from .compare.runinfo import run_info
 from .data.pairs import BabblePool, make_pair
 from .data.seed_cache import cached_seed_images
 from .errors import UserError
@@ -136,7 +138,8 @@ def evaluate(run: str | Path, split: str = "test", *, manifest: str | None = Non
     methods = {m: {"mse": float(np.mean([r["mse"] for r in per_clip if r["method"] == m])), "n": len(rows)}
                for m in preds}
     summary = {"run": str(run), "split": split, "n_clips": len(rows), "model": meta.get("model"),
-               "step": meta.get("step"), "methods": methods, "per_digit": group_means(per_clip, "digit"),
+               "step": meta.get("step"), "manifest": _run_manifest(run, manifest), "training": run_info(str(run)),
+               "methods": methods, "per_digit": group_means(per_clip, "digit"),
                "per_speaker": group_means(per_clip, "speaker"), "per_gender": group_means(per_clip, "gender")}
 
     folder = Path(out) if out else run / f"eval-{split}"
