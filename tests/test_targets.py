@@ -27,3 +27,17 @@ def test_targets_table_says_met_missed_and_by_how_much():
     assert [(c, round(d, 2), who) for c, d, who in gaps][0] == ("white@-8dB", -0.5, "gtcrn")
     assert "0/4 ❌ (worst white@-8dB: -0.50 dB vs gtcrn)" in text
     assert "no report holds" in "\n".join(targets_section([peers], "mine"))
+
+
+def test_versus_row_says_whether_a_model_beats_the_default_it_would_replace():
+    ours = _summary({"noisy": {"si_sdr": -8.0}, "new": {"si_sdr": 5.0}})
+    old = _summary({"fast": {"si_sdr": 4.0}, "gtcrn": {"si_sdr": 6.0}})
+    text = "\n".join(targets_section([old, ours], "new", versus="fast"))
+    assert "| ahead of `fast` in every condition (SI-SDR) | 4/4 ✅ | 4/4 ✅ | 4/4 ✅ |" in text
+    assert "| ahead of the best other method in every condition (SI-SDR) | 0/4 ❌" in text  # gtcrn is ahead
+    assert [round(d, 2) for _, d, _ in best_peer_gaps([old, ours], "new", "a", only="fast")] == [1.0] * 4
+    worse = _summary({"fast": {"si_sdr": 5.5}})
+    assert "0/4 ❌ (worst white@-8dB: -0.50 dB vs fast)" in "\n".join(targets_section([worse, ours], "new", "fast"))
+    # no such method in the reports, or the model itself: no row
+    for v in ("nope", "new"):
+        assert "ahead of `" not in "\n".join(targets_section([old, ours], "new", versus=v))

@@ -33,14 +33,16 @@ def _find(summaries: list[dict], method: str) -> dict | None:
     return next((s for s in summaries if any(m["name"] == method for m in s["methods"])), None)
 
 
-def best_peer_gaps(summaries: list[dict], method: str, corpus: str | None) -> list[tuple[str, float, str]]:
-    """(condition, our SI-SDR − the best other method's, that method) for every condition."""
+def best_peer_gaps(summaries: list[dict], method: str, corpus: str | None,
+                   only: str | None = None) -> list[tuple[str, float, str]]:
+    """(condition, our SI-SDR − the best other method's, that method) for every condition; with ``only``,
+    against that one method."""
     ours = _find(summaries, method)
     out = []
     for cond in [c["name"] for c in ours["conditions"]]:
         mine = _mean(ours, method, corpus, cond, "si_sdr")
         rivals = [(_mean(s, m["name"], corpus, cond, "si_sdr"), m["name"]) for s in summaries for m in s["methods"]
-                  if m["name"] not in (method, "noisy") and not m.get("is_oracle")]
+                  if m["name"] not in (method, "noisy") and not m.get("is_oracle") and only in (None, m["name"])]
         rivals = [r for r in rivals if r[0] is not None]
         if mine is not None and rivals:
             best = max(rivals)
@@ -48,15 +50,30 @@ def best_peer_gaps(summaries: list[dict], method: str, corpus: str | None) -> li
     return out
 
 
-def targets_section(summaries: list[dict], method: str) -> list[str]:
-    """Markdown: every target for ``method``, pooled and per corpus, then the best-peer margins."""
+def _ahead_cells(summaries: list[dict], method: str, cols: list, only: str | None = None) -> list[str]:
+    cells = []
+    for c in cols:
+        g = best_peer_gaps(summaries, method, c, only)
+        if not g:
+            cells.append("—")
+            continue
+        worst = min(g, key=lambda x: x[1])
+        behind = sum(1 for _, d, _ in g if d < 0)
+        cells.append(f"{len(g) - behind}/{len(g)} ✅" if behind == 0 else
+                     f"{len(g) - behind}/{len(g)} ❌ (worst {worst[0]}: {worst[1]:+.2f} dB vs {worst[2]})")
+    return cells
+
+
+def targets_section(summaries: list[dict], method: str, versus: str | None = None) -> list[str]:
+    """Markdown: every target for ``method``, pooled and per corpus, then the best-peer margins (and,
+    with ``versus``, the margins over that one method: the default it would replace)."""
     ours = _find(summaries, method)
     if ours is None:
         return ["## Targets", "", f"(no report holds a method called {method!r})", ""]
     corpora = list(ours.get("corpora") or {})
     cols = [None, *corpora] if len(corpora) > 1 else [None]
     head = ["all clips" if c is None else c for c in cols]
-    out = ["## Targets (test split, unseen speakers)", "",
+    out = [f"## Targets: `{method}` (test split, unseen speakers)", "",
            f"Model `{method}`; each cell is the value, ✅ met or ❌ missed by the amount in brackets.", "",
            "| target | " + " | ".join(head) + " |", "|---|" + "---|" * len(cols)]
     for what, cond, metric, threshold in TARGETS:
@@ -69,16 +86,10 @@ def targets_section(summaries: list[dict], method: str) -> list[str]:
                 spec = ".3f" if metric == "stoi" else ".2f"
                 cells.append(f"{v:{spec}} ✅" if v >= threshold else f"{v:{spec}} ❌ ({v - threshold:+{spec}})")
         out.append(f"| {what} | " + " | ".join(cells) + " |")
-    gaps = {c: best_peer_gaps(summaries, method, c) for c in cols}
-    cells = []
-    for c in cols:
-        g = gaps[c]
-        if not g:
-            cells.append("—")
-            continue
-        worst = min(g, key=lambda x: x[1])
-        behind = sum(1 for _, d, _ in g if d < 0)
-        cells.append(f"{len(g) - behind}/{len(g)} ✅" if behind == 0 else
-                     f"{len(g) - behind}/{len(g)} ❌ (worst {worst[0]}: {worst[1]:+.2f} dB vs {worst[2]})")
-    out += ["| ahead of the best other method in every condition (SI-SDR) | " + " | ".join(cells) + " |", ""]
+    out.append("| ahead of the best other method in every condition (SI-SDR) | "
+               + " | ".join(_ahead_cells(summaries, method, cols)) + " |")
+    if versus and versus != method and _find(summaries, versus) is not None:
+        out.append(f"| ahead of `{versus}` in every condition (SI-SDR) | "
+                   + " | ".join(_ahead_cells(summaries, method, cols, versus)) + " |")
+    out.append("")
     return out
