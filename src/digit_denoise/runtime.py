@@ -6,6 +6,8 @@ backward pass creates pays page faults again. Keeping freed memory in the heap
 (:func:`tune_malloc`) measured 1.05–1.2× faster training steps on this 2-core machine and up to
 7× faster large elementwise ops (``make bench``, case 2b). The price: the process keeps its peak heap instead of
 returning it, which the long-file memory test still bounds (< 1 GiB for 1 h of audio).
+
+:func:`compile_model` is ``torch.compile`` with one kernel cache per CPU instruction set.
 """
 
 from __future__ import annotations
