@@ -111,7 +111,8 @@ def evaluate(run: str | Path, split: str = "test", *, manifest: str | None = Non
     if (meta.get("features") or {}).get("kind") != "seed":
         raise UserError(f"{run}: 'evaluate' reports MSE on the seed representation; this model uses "
                         f"'{(meta.get('features') or {}).get('kind')}' (use 'digit-denoise compare')")
-    rows_all = load_manifest(_run_manifest(run, manifest))
+    manifest_path = _run_manifest(run, manifest)
+    rows_all = load_manifest(manifest_path)
     rows = select(rows_all, split, limit)
     feat = SeedFeatureConfig()
     pool = BabblePool(rows_all)
@@ -138,7 +139,7 @@ def evaluate(run: str | Path, split: str = "test", *, manifest: str | None = Non
     methods = {m: {"mse": float(np.mean([r["mse"] for r in per_clip if r["method"] == m])), "n": len(rows)}
                for m in preds}
     summary = {"run": str(run), "split": split, "n_clips": len(rows), "model": meta.get("model"),
-               "step": meta.get("step"), "manifest": _run_manifest(run, manifest), "training": run_info(str(run)),
+               "step": meta.get("step"), "manifest": manifest_path, "training": run_info(str(run)),
                "methods": methods, "per_digit": group_means(per_clip, "digit"),
                "per_speaker": group_means(per_clip, "speaker"), "per_gender": group_means(per_clip, "gender")}
 
