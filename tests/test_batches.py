@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from digit_denoise.errors import UserError
-from digit_denoise.data.batches import (ClipBank, WaveBatchConfig, generator, make_batch, parse_int_range,
-                                    parse_snr_focus, peaking_eq)
+from digit_denoise.data.batches import (ClipAugment, ClipBank, WaveBatchConfig, generator, make_batch,
+                                        parse_int_range, parse_snr_focus, peaking_eq)
 
 
 def test_peaking_eq_hits_its_gain_and_leaves_zero_gain_alone():
@@ -19,6 +19,24 @@ def test_peaking_eq_hits_its_gain_and_leaves_zero_gain_alone():
     peak = ratio_db.abs().amax(-1)
     assert bool((peak <= 15.0 + 0.1).all()) and float(peak.max()) > 3.0  # within ±15 dB, and it does something
     assert float(ratio_db[:, -10:].abs().max()) < 1.0  # a peaking filter leaves far-away bands alone
+
+
+def test_clip_augment_changes_voice_and_mic_as_a_pure_function_of_its_rng():
+    x = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)
+    aug = ClipAugment(speed=(0.8, 1.25), eq_db=10.0)
+    outs = [aug(x, 16000, np.random.default_rng(k)) for k in range(8)]
+    assert all(o.dtype == np.float32 and np.isfinite(o).all() for o in outs)
+    lengths = {o.size for o in outs}
+    assert len(lengths) > 1 and all(12800 - 2 <= n <= 20000 + 2 for n in lengths)  # T / factor
+    assert np.array_equal(aug(x, 16000, np.random.default_rng(3)), outs[3])
+    # the pitch moves with the speed: the sine's peak frequency is 440 × factor
+    o = outs[0]
+    factor = x.size / o.size
+    peak_hz = np.argmax(np.abs(np.fft.rfft(o))) * 16000 / o.size
+    assert abs(peak_hz - 440 * factor) < 3.0
+    # no speed change, no EQ: only a tilt (a few dB at 440 Hz, the length kept)
+    still = ClipAugment(speed=(1.0, 1.0))(x, 16000, np.random.default_rng(0))
+    assert still.size == x.size and 0.2 < np.std(still) / np.std(x) < 5
 
 
 def test_snr_focus_draws_its_share_from_the_focus_range():

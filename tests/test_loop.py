@@ -124,8 +124,18 @@ def test_manifest_without_val_or_test_split(tmp_path):
     assert train(train_cfg(m2, tmp_path / "run2", max_steps=1))["steps"] == 1
 
 
+def test_fresh_noise_with_augmentation_changes_the_voice_every_epoch(tmp_path, manifest):
+    cfg = train_cfg(manifest, tmp_path / "run", fresh_noise=True, limit=8, max_steps=3, batch_size=4, eq_db=10.0)
+    data = SeedData(cfg, torch.device("cpu"))
+    e0, e1, e2 = (np.asarray(data.train_pairs(e)) for e in (0, 1, 2))
+    assert not np.allclose(e0[:, 0], e1[:, 0]) and not np.allclose(e1[:, 0], e2[:, 0])  # clean images too
+    assert np.array_equal(np.asarray(data.train_pairs(1)), e1)  # a pure function of the epoch
+    assert np.array_equal(np.asarray(data.val), np.asarray(SeedData(cfg, torch.device("cpu")).val))
+
+
 def test_fresh_noise(tmp_path, manifest):
-    cfg = train_cfg(manifest, tmp_path / "run", fresh_noise=True, limit=8, max_steps=3, batch_size=4)
+    cfg = train_cfg(manifest, tmp_path / "run", fresh_noise=True, augment=False, limit=8, max_steps=3,
+                    batch_size=4)
     data = SeedData(cfg, torch.device("cpu"))
     e0, e1, e2 = (np.asarray(data.train_pairs(e)) for e in (0, 1, 2))
     assert np.array_equal(e0[:, 0], e1[:, 0])  # clean images are the same

@@ -95,6 +95,19 @@ def test_epochs_give_fresh_noise(rows):
     assert abs(measured_snr(a[0], a[1])) < 0.1
 
 
+def test_transform_changes_the_clean_speech_before_mixing(rows):
+    r = next(r for r in rows if r.noise == "white")
+    plain = make_pair(r, epoch=1)
+    louder = make_pair(r, epoch=1, transform=lambda x, sr, rng: x * (2.0 + rng.random()))
+    factor = np.std(louder[0]) / np.std(plain[0])
+    assert 2.0 <= factor <= 3.0
+    assert abs(measured_snr(louder[0], louder[1]) - float(r.snr)) < 0.1  # mixed at the row's SNR, after
+    again = make_pair(r, epoch=1, transform=lambda x, sr, rng: x * (2.0 + rng.random()))
+    other = make_pair(r, epoch=2, transform=lambda x, sr, rng: x * (2.0 + rng.random()))
+    assert np.array_equal(again[0], louder[0])  # a pure function of (seed, id, epoch)
+    assert not np.isclose(np.std(other[0]) / np.std(make_pair(r, epoch=2)[0]), factor)
+
+
 def test_resampling_lengths(rows):
     r = next(r for r in rows if r.noise != "babble")
     for sr in (8000, 11025, 22050):

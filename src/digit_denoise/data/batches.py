@@ -126,6 +126,33 @@ def tilt(x: Tensor, db_per_octave: Tensor, sr: int) -> Tensor:
     return torch.fft.irfft(torch.fft.rfft(x) * 10 ** (gain_db / 20), x.shape[-1])
 
 
+@dataclass(frozen=True)
+class ClipAugment:
+    """One clean clip spoken by "another voice into another microphone": a speed/pitch factor drawn from
+    ``speed`` (pitch and tempo together), a spectral tilt of ±6 dB/octave and, when ``eq_db`` > 0,
+    ``eq_bands`` random peaking biquads of ±``eq_db``. The seed models' fresh-noise epochs use it as
+    :func:`.pairs.make_pair`'s ``transform``; ``rng`` makes it a pure function of the clip and epoch.
+    """
+
+    speed: tuple[float, float] = (0.85, 1.15)
+    eq_db: float = 0.0
+    eq_bands: int = 3
+
+    def __call__(self, clean: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+        """``Array[T]`` → ``Array[T']`` (T' = T / factor)."""
+        gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+        lo, hi = self.speed
+        factor = float(lo + (hi - lo) * torch.rand((), generator=gen))
+        x = torch.from_numpy(np.ascontiguousarray(clean, np.float32))[None]
+        n = max(1, int(round(x.shape[-1] / factor)))
+        if n != x.shape[-1]:
+            x = F.interpolate(x[:, None], size=n, mode="linear", align_corners=False)[:, 0]
+        x = tilt(x, torch.rand(1, generator=gen) * 12 - 6, sr)
+        if self.eq_db > 0:
+            x = peaking_eq(x, self.eq_bands, self.eq_db, sr, gen)
+        return x[0].numpy()
+
+
 @dataclass
 class WaveBatchConfig:
     sample_rate: int = 16000

@@ -87,12 +87,14 @@ def make_noise(row: Row, kind: str, n: int, sr: int, rng: np.random.Generator, *
 
 def make_pair(row: Row, *, sr: int | None = None, pool: BabblePool | None = None, epoch: int | None = None,
               noise: NoiseConfig | None = None, seed: int | None = None, babble_talkers: int = 5,
-              cache: AudioCache = _CACHE) -> tuple[np.ndarray, np.ndarray, int]:
+              cache: AudioCache = _CACHE, transform=None) -> tuple[np.ndarray, np.ndarray, int]:
     """Return (clean, noisy, sr): mono float32 [T] arrays at ``sr`` (the file's rate when None).
 
     By default the row's own recipe (``row.noise``, ``row.snr``, ``row.noise_seed``) is used: this is the
     fixed evaluation noise. ``noise``/``seed`` override the recipe (training over many kinds/SNRs);
     ``epoch`` makes fresh noise per epoch while staying a pure function of (seed, id, epoch).
+    ``transform(clean, sr, rng) -> clean`` changes the clean speech before it is mixed (augmentation;
+    its ``rng`` is a pure function of (seed, id, epoch) too; not applied to a given noisy file's pair).
     Rows with a given noisy file use it (resampled to ``sr``; cropped/padded to the clean length).
     """
     sr = sr or row.sample_rate
@@ -103,6 +105,9 @@ def make_pair(row: Row, *, sr: int | None = None, pool: BabblePool | None = None
             noisy = np.pad(noisy, (0, max(0, clean.size - noisy.size)))[: clean.size]
         return clean, noisy.astype(np.float32), sr
     seed = row.noise_seed if seed is None else seed
+    if transform is not None:
+        aug_keys = ("augment",) if epoch is None else ("augment", f"epoch{epoch}")
+        clean = np.asarray(transform(clean, sr, clip_rng(seed, row.id, *aug_keys)), np.float32)
     keys = ("noise",) if epoch is None else ("noise", f"epoch{epoch}")
     rng = clip_rng(seed, row.id, *keys)
     if noise is None:

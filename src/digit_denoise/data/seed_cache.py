@@ -95,8 +95,8 @@ def _fill_pairs(idx: list[int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """The (clean, noisy) waves of rows ``idx`` at the feature rate (per-clip I/O, soxr, noise)."""
     st = _FILL
     rows, feat = st["rows"], st["feat"]
-    return [make_pair(rows[i], sr=feat.sample_rate, pool=st["pool"], noise=st["noise"], epoch=st["epoch"])
-            for i in idx]
+    return [make_pair(rows[i], sr=feat.sample_rate, pool=st["pool"], noise=st["noise"], epoch=st["epoch"],
+                      transform=st.get("transform")) for i in idx]
 
 
 def _fill_chunk(idx: list[int], pairs=None) -> tuple[list[int], np.ndarray, dict[str, np.ndarray]]:
@@ -125,13 +125,14 @@ FILL_BATCH_CPU = 16  # clips per batched feature call on CPU (measured: 16 is ~2
 
 
 def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, batch: int | None = None,
-                noise: NoiseConfig | None = None, epoch: int | None = None,
+                noise: NoiseConfig | None = None, epoch: int | None = None, transform=None,
                 device: str | torch.device = "cpu", desc: str = "features",
                 workers: int | None = None, prefetch: bool = True) -> tuple[np.ndarray, dict]:
     """Compute clean/noisy seed images for ``rows``. Returns (array[N, 2, H, W] float32, stats).
 
     ``array[:, 0]`` is clean, ``array[:, 1]`` noisy. ``stats`` holds per-clip inversion values of the
-    noisy images (frames, db_min, db_max, ref_power) as numpy arrays.
+    noisy images (frames, db_min, db_max, ref_power) as numpy arrays. ``transform`` augments each clean
+    clip before it is mixed (see :func:`.pairs.make_pair`).
 
     Rows are processed ``batch`` at a time (default: :data:`FILL_BATCH_CPU` on CPU, where small
     batches stay in cache, 128 on an accelerator) in order of duration (so a batch pads to a similar
@@ -150,7 +151,7 @@ def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, b
     if torch.device(device).type != "cpu":
         workers = 0  # the accelerator does the work; one process feeds it
     state = dict(rows=rows, feat=feat, fe=SeedFeatures(feat).to(device), device=device, pool=pool,
-                 noise=noise, epoch=epoch)
+                 noise=noise, epoch=epoch, transform=transform)
 
     def take(res) -> None:
         idx, imgs, st = res

@@ -38,7 +38,7 @@ class TrainConfig:
     limit: int = 0  # use only N training clips (0 = all)
     val_limit: int = 0  # use only N validation clips (0 = all)
     seed: int = 0  # one seed for torch, numpy and random (and the data order)
-    fresh_noise: bool = False  # seed models: new noise every epoch (evaluation noise stays fixed)
+    fresh_noise: bool = False  # seed models: new noise (and, with augment, a new voice/mic) every epoch; evaluation noise stays fixed
     threads: int = 0  # torch CPU threads (0 = torch's default)
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
     schedule: str = "constant"  # learning-rate schedule: constant or cosine (to 5 % at the last planned step)
@@ -48,7 +48,7 @@ class TrainConfig:
     snr: str = "-10:15"  # waveform models: SNR range of the training mixtures (dB)
     snr_focus: str = ""  # waveform models: LO:HI@SHARE draws that share of the SNRs from LO…HI dB
     segment: float = 1.0  # waveform models: seconds per training window
-    augment: bool = True  # waveform models: spectral tilt, speed/pitch, EQ and band limits on the clean speech
+    augment: bool = True  # waveform models (seed models with fresh-noise): spectral tilt, speed/pitch, EQ (and band limits) on the clean speech
     speed: str = "0.85:1.15"  # waveform models: speed/pitch factor range of the augmentation
     eq_db: float = 0.0  # waveform models: random peaking EQ of the clean speech, ±dB (0 = off)
     babble_talkers: str = "3:7"  # waveform models: talkers per babble mixture, LO:HI

@@ -39,6 +39,11 @@ class SeedData:
         self.train_rows = select(rows, "train", cfg.limit or None)
         self.val_rows = select(rows, "val", cfg.val_limit or None)
         self.fresh_noise = cfg.fresh_noise
+        self.transform = None
+        if cfg.fresh_noise and cfg.augment:  # a new voice and microphone for each clip, every epoch
+            from ..data.batches import ClipAugment
+
+            self.transform = ClipAugment(speed=augment_options(cfg), eq_db=cfg.eq_db)
         self.device = device
         self.train = cached_seed_images(self.train_rows, self.feat, pool=self.pool, name="train", device=device)
         self.val = cached_seed_images(self.val_rows, self.feat, pool=self.pool, name="val", device=device)
@@ -55,7 +60,7 @@ class SeedData:
             snrs = tuple(sorted({float(r.snr) for r in self.train_rows if r.snr}))
             noise = NoiseConfig(kinds=kinds, snr=snrs or (-8.0,))
             arr, _ = seed_images(self.train_rows, self.feat, pool=self.pool, noise=noise, epoch=epoch,
-                                 device=self.device, desc=f"fresh noise, epoch {epoch}")
+                                 transform=self.transform, device=self.device, desc=f"fresh noise, epoch {epoch}")
             self._epoch_cache = (epoch, arr)
         return self._epoch_cache[1]
 
@@ -67,12 +72,8 @@ class SeedData:
             yield batch_tensors(self.val, np.arange(i, min(i + batch, len(self.val))), self.device)
 
 
-def make_wave_data(cfg: TrainConfig, sample_rate: int):
-    """:class:`..data.batches.WaveData` for a waveform model (clips loaded at the model's rate)."""
-    from ..data.batches import (WaveBatchConfig, WaveData, parse_int_range, parse_snr_focus, parse_snr_range,
-                              parse_wave_noise)
-
-    rows = load_rows(cfg.manifest)
+def augment_options(cfg: TrainConfig) -> tuple[float, float]:
+    """The checked ``--speed`` range (and ``--eq-db``) of the clean-speech augmentation."""
     lo_s, _, hi_s = str(cfg.speed).partition(":")
     try:
         speed = (float(lo_s), float(hi_s or lo_s))
@@ -82,6 +83,16 @@ def make_wave_data(cfg: TrainConfig, sample_rate: int):
         raise UserError(f"--speed {cfg.speed!r}: expected LO:HI between 0.5 and 2, e.g. 0.9:1.1")
     if not (0 <= cfg.eq_db <= 30):
         raise UserError(f"--eq-db {cfg.eq_db}: give 0 (off) to 30 dB")
+    return speed
+
+
+def make_wave_data(cfg: TrainConfig, sample_rate: int):
+    """:class:`..data.batches.WaveData` for a waveform model (clips loaded at the model's rate)."""
+    from ..data.batches import (WaveBatchConfig, WaveData, parse_int_range, parse_snr_focus, parse_snr_range,
+                              parse_wave_noise)
+
+    rows = load_rows(cfg.manifest)
+    speed = augment_options(cfg)
     bcfg = WaveBatchConfig(sample_rate=sample_rate, segment=cfg.segment, snr=parse_snr_range(cfg.snr),
                            kinds=parse_wave_noise(cfg.noise), augment=cfg.augment, speed=speed, eq_db=cfg.eq_db,
                            babble_talkers=parse_int_range(cfg.babble_talkers, "babble-talkers"),
