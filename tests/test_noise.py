@@ -8,8 +8,9 @@ import soundfile as sf
 from scipy.signal import welch
 
 from digit_denoise.errors import UserError
+from digit_denoise.data.batches import parse_wave_noise
 from digit_denoise.data.noise import (NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, loop_crop, noise_signal,
-                                 measured_snr, mix_at_snr, parse_snr)
+                                 measured_snr, mix_at_snr, parse_snr, texture_noise)
 
 
 def tone(sr: int = 8000, dur: float = 0.3, f0: float = 180.0) -> np.ndarray:
@@ -223,3 +224,27 @@ def test_noise_folder_splits_into_seen_and_unseen(tmp_path):
     assert NoiseConfig.parse(f"white,{tmp_path}:seen").kinds[1].endswith(":seen")
     with pytest.raises(UserError):
         NoiseConfig.parse(f"{tmp_path}:others")
+
+
+def test_texture_noise_is_unit_rms_seeded_and_not_stationary():
+    xs = [texture_noise(16000, clip_rng(0, f"t{k}"), 16000) for k in range(24)]
+    assert all(x.dtype == np.float32 and x.shape == (16000,) and np.isfinite(x).all() for x in xs)
+    assert all(abs(float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) - 1) < 1e-3 for x in xs)
+    assert np.array_equal(texture_noise(16000, clip_rng(0, "t3"), 16000), xs[3])
+    assert not np.array_equal(xs[0], xs[1])
+
+    def frame_spread(x):  # how much the level moves between 32 ms frames, in dB
+        e = 10 * np.log10(np.mean(x[: 16000 // 512 * 512].reshape(-1, 512).astype(np.float64) ** 2, 1) + 1e-12)
+        return np.percentile(e, 90) - np.percentile(e, 10)
+
+    white = colored_noise(0.0, 16000, clip_rng(0, "w"), 16000)
+    assert np.median([frame_spread(x) for x in xs]) > 3 * frame_spread(white)
+    # spectra differ from draw to draw (not one colour): the share of power below 1 kHz varies widely
+    low = [np.sum(np.abs(np.fft.rfft(x)[:1000]) ** 2) / np.sum(np.abs(np.fft.rfft(x)) ** 2) for x in xs]
+    assert max(low) - min(low) > 0.5
+    assert texture_noise(0, clip_rng(0, "e"), 16000).size == 0
+    # a training kind that noise_signal makes, not one a manifest or an evaluation grid may name
+    assert np.array_equal(noise_signal("texture", 16000, clip_rng(0, "t3"), sr=16000), xs[3])
+    assert "texture" in parse_wave_noise("white,texture")
+    with pytest.raises(UserError):
+        NoiseConfig.parse("texture", "0")

@@ -2,7 +2,9 @@
 
 Kinds: ``white`` / ``pink`` / ``brown`` (power ∝ 1/f^0, 1/f, 1/f², flat below 40 Hz so the power
 is in the audible band), ``babble`` (other talkers summed), a folder of noise recordings (``DIR``,
-``DIR:seen``, ``DIR:unseen``) and, for training only, ``colored`` (1/f^α with a random α).
+``DIR:seen``, ``DIR:unseen``) and, for training only, ``colored`` (1/f^α with a random α) and
+``texture`` (synthetic non-stationary noise: transients, hum, modulated and band-limited noise; see
+:func:`texture_noise`).
 :func:`noise_signal` makes any of them; the fixed evaluation pairs (:mod:`.pairs`) and the
 on-the-fly training batches (:mod:`.batches`) both call it, and both scale with :func:`snr_gain`.
 
@@ -24,7 +26,7 @@ from ..audio import AUDIO_EXTENSIONS, load_mono
 from ..errors import UserError
 
 BUILTIN_KINDS = ("white", "pink", "brown", "babble")  # kinds a manifest or an evaluation grid may name
-TRAINING_KINDS = (*BUILTIN_KINDS, "colored")  # and what waveform training may draw on the fly
+TRAINING_KINDS = (*BUILTIN_KINDS, "colored", "texture")  # and what waveform training may draw on the fly
 COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power-spectrum slope α of 1/f^α
 COLORED_SLOPES = (-1.0, 2.5)  # range of α for the training kind "colored"
 FLOOR_HZ = 40.0  # every coloured spectrum is flat below this: its power stays in the audible band
@@ -108,6 +110,66 @@ def colored_noise(alpha: float, n: int, rng: np.random.Generator, sr: int = 1600
     return unit_rms(np.fft.irfft(spec, n))
 
 
+def _smooth_envelope(n: int, rng: np.random.Generator, sr: int, max_hz: float) -> np.ndarray:
+    """A random positive envelope, float64 [n], varying no faster than ``max_hz`` (mean ≈ 1)."""
+    knots = max(2, int(n / sr * max_hz) + 2)
+    env = np.interp(np.arange(n), np.linspace(0, n - 1, knots), rng.standard_normal(knots))
+    depth = rng.uniform(0.2, 1.0)
+    return np.exp(depth * 1.5 * env)
+
+
+def _transients(n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Clicks, knocks and clatter: Poisson-timed noise bursts through decaying resonances."""
+    out = np.zeros(n, np.float64)
+    rate = rng.uniform(1.0, 25.0)  # events per second
+    for start in np.flatnonzero(rng.random(n) < rate / sr)[:400]:
+        length = int(sr * rng.uniform(0.005, 0.12))
+        t = np.arange(min(length, n - start)) / sr
+        f0 = rng.uniform(300.0, min(7000.0, sr / 2 - 500))
+        decay = rng.uniform(0.003, 0.05)
+        burst = np.sin(2 * np.pi * f0 * t + rng.uniform(0, 2 * np.pi)) * np.exp(-t / decay)
+        burst += 0.5 * rng.standard_normal(t.size) * np.exp(-t / (decay / 3))
+        out[start:start + t.size] += burst * 10 ** rng.uniform(-1, 0)
+    return out
+
+
+def _hum(n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Motors, fans, mains hum: a harmonic series on a slowly wandering pitch."""
+    f0 = rng.uniform(40.0, 400.0)
+    wander = 1 + 0.03 * (_smooth_envelope(n, rng, sr, 2.0) - 1).clip(-3, 3) / 3
+    phase = 2 * np.pi * np.cumsum(f0 * wander) / sr
+    out = np.zeros(n, np.float64)
+    for k in range(1, int(min(30, (sr / 2 - 200) // f0)) + 1):
+        out += rng.uniform(0, 1) / k ** rng.uniform(0, 1.5) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+    return out
+
+
+def _band_noise(n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Wind, water, fans: coloured noise kept to a random band, with a random level contour."""
+    x = colored_noise(float(rng.uniform(-1, 2.5)), n, rng, sr).astype(np.float64)
+    f = np.fft.rfftfreq(n, 1 / sr)
+    lo = np.exp(rng.uniform(np.log(50), np.log(2000)))
+    hi = min(sr / 2, lo * np.exp(rng.uniform(np.log(2), np.log(40))))
+    spec = np.fft.rfft(x) * ((f >= lo) & (f <= hi))
+    return np.fft.irfft(spec, n) * _smooth_envelope(n, rng, sr, rng.uniform(0.3, 8.0))
+
+
+def texture_noise(n: int, rng: np.random.Generator, sr: int = 16000) -> np.ndarray:
+    """Synthetic non-stationary noise for training, float32 [n], unit RMS: the sum of 1–3 random
+    layers of transients (:func:`_transients`), hum (:func:`_hum`) and band-limited, level-modulated
+    noise (:func:`_band_noise`), each at a random level. Real noise is seldom stationary or white;
+    these stand in for the many recordings a large noise corpus would give."""
+    if n <= 0:
+        return np.zeros(0, np.float32)
+    makers = (_transients, _hum, _band_noise)
+    out = np.zeros(n, np.float64)
+    for i in rng.choice(len(makers), size=int(rng.integers(1, 4)), replace=False):
+        layer = makers[int(i)](n, rng, sr)
+        out += unit_rms(layer) * 10 ** rng.uniform(-0.5, 0)
+    out = unit_rms(out)
+    return out if np.any(out) else colored_noise(0.0, n, rng, sr)
+
+
 def loop_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Loop ``x`` to at least ``n`` samples and crop ``n`` from a random offset."""
     if x.size == 0:
@@ -130,13 +192,15 @@ def babble(sources: list[np.ndarray], n: int, rng: np.random.Generator) -> np.nd
 
 def noise_signal(kind: str, n: int, rng: np.random.Generator, *, sr: int, talkers: list[np.ndarray] | None = None,
                  folder: "NoiseFolder | None" = None) -> np.ndarray:
-    """Unit-RMS noise of ``kind``, float32 [n]: a colour, ``colored`` (random slope), ``babble`` of
+    """Unit-RMS noise of ``kind``, float32 [n]: a colour, ``colored`` (random slope), ``texture``, ``babble`` of
     ``talkers`` (clips of other speakers), or a clip of ``folder`` (a loaded noise folder)."""
     if kind in COLORS:
         return colored_noise(COLORS[kind], n, rng, sr)
     if kind == "colored":
         alpha = float(rng.uniform(*COLORED_SLOPES))
         return colored_noise(alpha, n, rng, sr)
+    if kind == "texture":
+        return texture_noise(n, rng, sr)
     if kind == "babble":
         return babble(talkers or [], n, rng)
     if folder is None:

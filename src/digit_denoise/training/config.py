@@ -44,7 +44,7 @@ class TrainConfig:
     schedule: str = "constant"  # learning-rate schedule: constant or cosine (to 5 % at the last planned step)
     clip_grad: float = 0.0  # clip the gradient norm to this value (0 = off)
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved as best (0 = off)
-    noise: str = "white,pink,brown,colored,babble"  # waveform models: noise kinds and/or folders (DIR, DIR:seen)
+    noise: str = "white,pink,brown,colored,babble"  # waveform models: kinds (white, pink, brown, colored, texture, babble) and/or folders (DIR, DIR:seen); repeat one to draw it more often
     snr: str = "-10:15"  # waveform models: SNR range of the training mixtures (dB)
     snr_focus: str = ""  # waveform models: LO:HI@SHARE draws that share of the SNRs from LO…HI dB
     segment: float = 1.0  # waveform models: seconds per training window
