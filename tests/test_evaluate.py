@@ -156,6 +156,7 @@ def test_results_page_has_the_seed_recipe_rows_with_its_target(runs, tmp_path):
     goal = f"Target ≤ {base * 0.7:.5f} (30% below {base:.5f}): "
     assert goal + ("✅" if model <= 0.7 * base else "❌") in text  # 4 steps: far from it
     assert "best checkpoint at step" in text and "of 4 training steps" in text
+    assert "starting from" not in text and "every epoch" not in text  # from scratch, fixed noise
     shutil.rmtree(run)
     assert main(["-o", str(tmp_path / "again.md"), "--seed-eval",
                  str(kept / "seedrun-eval-test.json")]) == 0
@@ -168,3 +169,14 @@ def test_results_page_has_the_seed_recipe_rows_with_its_target(runs, tmp_path):
     assert not (tmp_path / "bad.md").exists()
     with pytest.raises(SystemExit):  # neither reports nor seed evaluations
         main(["-o", str(tmp_path / "bad.md")])
+
+
+def test_seed_rows_say_where_a_run_started_and_whether_its_noise_was_fresh():
+    from digit_denoise.compare.results import _seed_extras
+    from digit_denoise.compare.runinfo import _describe
+
+    t = _describe({"preset": "seed", "init": "/x/runs/seed1000", "fresh_noise": True, "augment": True})
+    assert _seed_extras(t) == ", starting from `seed1000`, fresh noise and voice every epoch"
+    t = _describe({"preset": "seed", "fresh_noise": True, "augment": False})
+    assert _seed_extras(t) == ", fresh noise every epoch"
+    assert _seed_extras(_describe({"preset": "seed"})) == ""

@@ -95,6 +95,14 @@ def corpus_tables(s: dict, info: dict) -> list[str]:
 SEED_TARGET = 0.30  # the seed recipe's model: test MSE at least this much below the per-pixel-mean baseline
 
 
+def _seed_extras(t: dict) -> str:
+    """", starting from `seed1000`, fresh noise and voice every epoch" for a run that had them."""
+    parts = [f"starting from `{t['init']}`"] if t.get("init") not in (None, "", "scratch") else []
+    if t.get("fresh_noise"):
+        parts.append(f"fresh {t['fresh_noise']} every epoch")
+    return "".join(", " + p for p in parts)
+
+
 def seed_eval_name(folder: Path) -> str:
     """``RUN/eval-test`` → ``RUN-eval-test``; a kept copy ``NAME.json`` → ``NAME``."""
     return folder.stem if folder.suffix == ".json" else f"{folder.resolve().parent.name}-{folder.resolve().name}"
@@ -123,7 +131,7 @@ def seed_section(evals: list[Path]) -> list[str]:
                 f"{s.get('n_clips')} clips of the `{s.get('split')}` split of `{Path(str(s.get('manifest'))).name}`; "
                 f"model `{s.get('model')}` ({_f(t.get('parameters'), ',')} parameters), best checkpoint at step "
                 f"{s.get('step')} of {t.get('steps') or '—'} training steps ({train_min} min), preset "
-                f"`{t.get('preset') or '—'}`.", "",
+                f"`{t.get('preset') or '—'}`{_seed_extras(t)}.", "",
                 "| method | test MSE | vs per-pixel-mean | " + " | ".join(speakers) + " |",
                 "|---|---:|---:|" + "---:|" * len(speakers)]
         for name, v in sorted(m.items(), key=lambda kv: kv[1]["mse"]):

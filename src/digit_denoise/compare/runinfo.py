@@ -23,8 +23,11 @@ def _describe(conf: dict) -> dict:
         except Exception:  # an unknown family (a newer file) or a config this version refuses
             pass
     data = ", ".join(Path(m).stem for m in str(conf.get("manifest") or "").split(",") if m) or None
-    return {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data,
-            "init": (Path(conf["init"]).name if conf.get("init") else "scratch") if conf else None}
+    out = {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data,
+           "init": (Path(conf["init"]).name if conf.get("init") else "scratch") if conf else None}
+    if conf.get("fresh_noise"):  # seed models: new noise (and a new voice, with augment) every epoch
+        out["fresh_noise"] = "noise and voice" if conf.get("augment", True) else "noise"
+    return out
 
 
 def _beside_run(p: Path, name: str) -> Path | None:
