@@ -56,3 +56,12 @@ def test_card_of_a_fine_tuned_published_model_carries_its_mit_notice(tmp_path):
     save_checkpoint(tmp_path / "ck2", m, model_meta("gtcrn", m.config.to_dict(), {"kind": "wave"}, 16000,
                                                     {"training": {**training, "init": ""}, "step": 2000}))
     assert "Licence of derived weights" not in build(str(tmp_path / "ck2"), "ft", [rep])
+
+
+def test_card_names_the_training_noise_it_had():
+    from digit_denoise.card import _noise_words
+
+    assert _noise_words("white,pink,texture,babble,../shared/data/noise16k:seen") == (
+        "coloured noise, synthetic noise textures, babble and real noise recordings (the `:seen` files)")
+    assert _noise_words("white,colored,babble") == "coloured noise and babble"
+    assert _noise_words("babble") == "babble" and _noise_words("") == "unknown noise"

@@ -33,6 +33,19 @@ SOURCES = {
 CONDITIONS_AT = "-8dB"
 
 
+def _noise_words(noise: str) -> str:
+    """The training noise list in words: "coloured noise, synthetic textures, babble and real recordings"."""
+    kinds = [k.strip() for k in noise.split(",") if k.strip()]
+    words = []
+    for test, word in ((lambda k: k in ("white", "pink", "brown", "colored"), "coloured noise"),
+                       (lambda k: k == "texture", "synthetic noise textures"), (lambda k: k == "babble", "babble"),
+                       (lambda k: "/" in k or k.endswith(":seen"), "real noise recordings (the `:seen` files)")):
+        if any(test(k) for k in kinds):
+            words.append(word)
+    if not words:
+        return "unknown noise"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
 def _f(v, spec: str) -> str:
     return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "—"
 
@@ -107,7 +120,7 @@ def build(model: str, method: str, reports: list[Path]) -> str:
                          f"{(best[2] + ': ' + cell(best[1], best[2])) if best else '—'} | {cell(ours, method)} |")
     lines += ["", "All conditions, SNRs and corpora: [results.md](results.md).", "", "## Limits", "",
               "- Languages: trained on English (and some Mandarin words); other languages are untested here.",
-              f"- Noise: trained on coloured noise, babble and 7 real recordings at `{t.get('snr')}` dB; the 3 "
+              f"- Noise: trained on {_noise_words(str(t.get('noise') or ''))} at `{t.get('snr')}` dB; the 3 "
               "held-out real recordings measure unseen noise. Babble of unseen talkers is speech: the hardest "
               "case (see the table).",
               "- Made for short recordings (words, digits, sentences); long files are processed in 30-s windows "
