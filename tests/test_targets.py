@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digit_denoise.compare.targets import best_peer_gaps, targets_section
+from digit_denoise.compare.targets import ablation_section, best_peer_gaps, targets_section
 
 
 def _summary(methods: dict[str, dict[str, float]], corpora=("a", "b")) -> dict:
@@ -41,3 +41,21 @@ def test_versus_row_says_whether_a_model_beats_the_default_it_would_replace():
     # no such method in the reports, or the model itself: no row
     for v in ("nope", "new"):
         assert "ahead of `" not in "\n".join(targets_section([old, ours], "new", versus=v))
+
+
+def test_ablation_table_has_every_model_once_its_training_and_the_targets_row():
+    first = _summary({"noisy": {"si_sdr": -8.0}, "gtcrn": {"si_sdr": 5.0}, "oracle-irm": {"si_sdr": 9.0}})
+    first["rtf"] = {"gtcrn": 0.03}
+    second = _summary({"noisy": {"si_sdr": -7.0}, "mine": {"si_sdr": 6.0, "si_sdr_imp": 14.0, "pesq": 1.5, "stoi": 0.7}})
+    second["methods"][1]["training"] = {"init": "gtcrn", "steps": 2000, "train_s": 1500.0}
+    # a condition where the mean of every condition differs from white −8 dB
+    second["results"]["mine"]["pink@-8dB"]["si_sdr"]["mean"] = 2.0
+    text = "\n".join(ablation_section([first, second]))
+    rows = [r for r in text.splitlines() if r.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| noisy", "| gtcrn", "| mine", "| oracle-irm (oracle)", "| target"]
+    assert "| noisy | — | — | — | — | -8.00 |" in text  # from the first report that holds it, not the second
+    assert "| gtcrn | — | — | — | 0.0300 | 5.00 |" in text
+    # mean of the 4 conditions (6, 2, 6, 6) = 5.00, then white, pink, babble, Δ unseen, PESQ, STOI
+    assert "| mine | gtcrn | 2000 | 25 | — | 5.00 | 6.00 | 2.00 | 6.00 | +14.00 | 1.50 | 0.700 |" in text
+    assert rows[-1] == "| target | | | | ≤ 0.02 | — | 8.00 | 6.00 | -3.00 | +6.00 | 1.80 | 0.800 |"
+    assert all(r.count("|") == rows[0].count("|") for r in rows)  # every row has every column

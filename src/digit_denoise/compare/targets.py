@@ -21,6 +21,11 @@ TARGETS = (
 )
 
 
+def _f(v, spec: str) -> str:
+    """A number formatted, or "—" where there is none."""
+    return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "—"
+
+
 def _mean(block: dict, method: str, corpus: str | None, cond: str, metric: str) -> float | None:
     res = block["results"] if corpus is None else block.get("results_by_corpus", {})
     r = res.get(method, {})
@@ -93,3 +98,59 @@ def targets_section(summaries: list[dict], method: str, versus: str | None = Non
                    + " | ".join(_ahead_cells(summaries, method, cols, versus)) + " |")
     out.append("")
     return out
+
+
+# the ablation table's columns: (header, condition or None for the mean of every condition, metric, format)
+ABLATION_COLUMNS = (
+    ("mean SI-SDR", None, "si_sdr", ".2f"),
+    ("white −8", "white@-8dB", "si_sdr", ".2f"),
+    ("pink −8", "pink@-8dB", "si_sdr", ".2f"),
+    ("babble −8", "babble@-8dB", "si_sdr", ".2f"),
+    ("Δ unseen noise −8", "noise16k:unseen@-8dB", "si_sdr_imp", "+.2f"),
+    ("PESQ white −8", "white@-8dB", "pesq", ".2f"),
+    ("STOI white −8", "white@-8dB", "stoi", ".3f"),
+)
+
+
+def _cell(s: dict, method: str, cond: str | None, metric: str) -> float | None:
+    if cond is not None:
+        return _mean(s, method, None, cond, metric)
+    vals = [_mean(s, method, None, c["name"], metric) for c in s["conditions"]]
+    return sum(vals) / len(vals) if vals and None not in vals else None
+
+
+def ablation_section(summaries: list[dict]) -> list[str]:
+    """Markdown: every method of the reports in one table (each from the first report that holds it),
+    pooled over corpora: its training (start, steps, minutes), cost (RTF) and the headline numbers;
+    the oracle last, as the ceiling of a magnitude mask, and the targets as the last row."""
+    seen, rows = set(), []
+    for s in summaries:
+        for m in s["methods"]:
+            if m["name"] not in seen:
+                seen.add(m["name"])
+                rows.append((s, m))
+    rows.sort(key=lambda sm: bool(sm[1].get("is_oracle")))  # stable: report order, the oracle at the end
+    conds = {c["name"] for s in summaries for c in s["conditions"]}
+    heads = [h for h, *_ in ABLATION_COLUMNS]
+    out = ["## Ablation: every model on the test set", "",
+           "Pooled over the corpora of each report (test split, unseen speakers); SI-SDR in dB, mean SI-SDR over "
+           f"the report's {len(conds)} conditions (noise kind × SNR). Each model's training reads "
+           "\"starts from\" → steps → minutes on this CPU (one thread); RTF on one thread. The oracle knows "
+           "the clean speech: its ideal ratio mask bounds what a magnitude mask can reach. \"default\" is the "
+           "model shipped when that run started (README, \"Train\", lists the stages in order).", "",
+           "| model | starts from | steps | minutes | RTF | " + " | ".join(heads) + " |",
+           "|---|---|---:|---:|---:|" + "---:|" * len(heads)]
+    for s, m in rows:
+        t = m.get("training") or {}
+        mins = t["train_s"] / 60 if isinstance(t.get("train_s"), (int, float)) else None
+        cells = [_f(_cell(s, m["name"], c, k), spec) for _, c, k, spec in ABLATION_COLUMNS]
+        label = m["name"] + (" (oracle)" if m.get("is_oracle") else "")
+        out.append(f"| {label} | {t.get('init') or '—'} | {_f(t.get('steps'), 'd')} | {_f(mins, '.0f')} | "
+                   f"{_f((s.get('rtf') or {}).get(m['name']), '.4f')} | " + " | ".join(cells) + " |")
+    goal = {(cond, metric): th for _, cond, metric, th in TARGETS}
+    out.append("| target | | | | ≤ 0.02 | "
+               + " | ".join(_f(goal.get((c, k)), spec) if (c, k) in goal else "—"
+                            for _, c, k, spec in ABLATION_COLUMNS) + " |")
+    out.append("")
+    return out
+
