@@ -44,7 +44,7 @@ def test_fft_and_conv_paths_agree():
     assert float((a - b).abs().max()) < 1e-5
 
 
-@pytest.mark.parametrize("mask", ["magnitude", "complex"])
+@pytest.mark.parametrize("mask", ["magnitude", "complex", "polar"])
 def test_every_parameter_trains_and_shapes_hold(mask):
     m = build_model("masknet", {**TINY, "mask": mask, "norm": "frame"})
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
@@ -56,6 +56,33 @@ def test_every_parameter_trains_and_shapes_hold(mask):
     opt.step()
     unchanged = [k for k, v in m.named_parameters() if torch.equal(v, before[k])]
     assert not unchanged
+
+
+def test_polar_mask_starts_as_the_magnitude_model_it_is_initialised_from():
+    """A magnitude model's weights load into a polar one (head widened, phase part at e^{i0}): the same output
+    to float precision; then the phase part learns, and a fresh polar model also starts at zero phase."""
+    mag = build_model("masknet", TINY).eval()
+    pol = build_model("masknet", {**TINY, "mask": "polar"}).eval()
+    with pytest.raises(RuntimeError):  # the head does not fit as it is
+        pol.load_state_dict(mag.state_dict(), strict=True)
+    pol.load_state_dict(pol.adapt_state(mag.state_dict()), strict=True)
+    x = _x(2, 4000)
+    with torch.no_grad():
+        assert float((pol(x) - mag(x)).abs().max()) < 1e-5
+        _, mi = pol.mask(*pol.stft.analysis(x))
+        assert float(mi.abs().max()) < 1e-6  # zero phase correction
+    assert pol.adapt_state(pol.state_dict())["out.weight"].shape[0] == 3 * 257  # a polar state stays as it is
+    fresh = build_model("masknet", {**TINY, "mask": "polar"}).eval()
+    with torch.no_grad():
+        _, mi = fresh.mask(*fresh.stft.analysis(x))
+    assert float(mi.abs().max()) < 1e-6
+    pol.train()
+    opt = torch.optim.Adam(pol.parameters(), lr=1e-2)
+    neg_si_sdr(pol(x), _x(2, 4000, seed=1)).backward()
+    opt.step()
+    with torch.no_grad():
+        _, mi = pol.mask(*pol.stft.analysis(x))
+    assert float(mi.abs().max()) > 1e-4  # the phase part moved
 
 
 @pytest.mark.parametrize("norm,stft", [("none", {}), ("frame", {}), ("frame", {"n_fft": 1024, "hop": 256})])

@@ -4,7 +4,9 @@
 
     wave[B, T] ──STFT (conv1d, √Hann 512/128 @16 kHz)──► X[B, 257, F] (complex)
                  log |X|² ─► 1×1 conv 257→C ─► R × residual block ─► 1×1 conv C→257·m ─► mask M
-    Y = M ⊙ X  (magnitude mask: M ∈ [0, 1], noisy phase;  complex mask: |M| < 1 via tanh, phase too)
+    Y = M ⊙ X  (magnitude mask: M ∈ [0, 1], noisy phase;  complex mask: |M| < 1 via tanh, phase too;
+                polar mask: M = sigmoid(m) · e^{iφ}, φ from a unit vector: a magnitude mask plus a
+                phase correction, which starts at 0 so a magnitude model's weights carry over exactly)
     Y ──iSTFT (conv_transpose1d, same window, overlap-add)──► wave[B, T]
 
     residual block (dilation d):  h + conv1x1(PReLU(conv_k×1,dil d(PReLU(norm(h)))))
@@ -33,7 +35,8 @@ from ..dictconfig import DictConfig
 from ..errors import UserError
 from .base import Family
 
-MASKS = ("magnitude", "complex")
+MASKS = ("magnitude", "complex", "polar")
+HEAD = {"magnitude": 1, "complex": 2, "polar": 3}  # head outputs per frequency bin
 NORMS = ("none", "frame")
 
 
@@ -45,7 +48,7 @@ class MaskNetConfig(DictConfig):
     channels: int = 128  # hidden channels of the frame network
     kernel: int = 3  # temporal kernel of each residual block (odd)
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one residual block per entry
-    mask: str = "magnitude"  # magnitude (noisy phase) or complex (bounded complex ratio mask)
+    mask: str = "magnitude"  # magnitude (noisy phase), complex (bounded complex ratio), polar (magnitude + phase)
     floor: float = 1e-8  # added to |X|² before the log
     norm: str = "none"  # none, or frame (per-frame channel norm at the start of each block)
 
@@ -166,7 +169,23 @@ class MaskNet(Family):
         self.inp = nn.Conv1d(bins, cfg.channels, 1)
         self.blocks = nn.Sequential(*(Block(cfg.channels, cfg.kernel, d, cfg.norm) for d in cfg.dilations))
         self.out_act = nn.PReLU(cfg.channels)
-        self.out = nn.Conv1d(cfg.channels, bins * (2 if cfg.mask == "complex" else 1), 1)
+        self.out = nn.Conv1d(cfg.channels, bins * HEAD[cfg.mask], 1)
+        if cfg.mask == "polar":  # the phase head starts at e^{i0}: a plain magnitude mask
+            with torch.no_grad():
+                self.out.weight[bins:].zero_()
+                self.out.bias[bins:2 * bins].fill_(1.0)
+                self.out.bias[2 * bins:].zero_()
+
+    def adapt_state(self, state: dict) -> dict:
+        """A magnitude model's weights fit a polar one: its head becomes the magnitude part, the phase
+        part starts at zero phase, so the polar model first computes exactly what the magnitude one did."""
+        w, b = state.get("out.weight"), state.get("out.bias")
+        bins = self.config.n_fft // 2 + 1
+        if self.config.mask != "polar" or w is None or w.shape[0] != bins:
+            return state
+        zeros = torch.zeros((2 * bins, *w.shape[1:]), dtype=w.dtype)
+        bias = torch.cat([b, torch.ones(bins, dtype=b.dtype), torch.zeros(bins, dtype=b.dtype)])
+        return {**state, "out.weight": torch.cat([w, zeros]), "out.bias": bias}
 
     def flops(self) -> int:
         return flops_per_second(self)
@@ -193,6 +212,10 @@ class MaskNet(Family):
         m = self.out(self.out_act(h))
         if self.config.mask == "magnitude":
             return torch.sigmoid(m), torch.zeros_like(re)
+        if self.config.mask == "polar":
+            g, u, v = m.chunk(3, dim=1)
+            scale = torch.sigmoid(g) * torch.rsqrt(u * u + v * v + 1e-8)
+            return u * scale, v * scale
         mr, mi = m.chunk(2, dim=1)
         mag = torch.sqrt(mr * mr + mi * mi + 1e-12)
         scale = torch.tanh(mag) / mag
