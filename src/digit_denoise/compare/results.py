@@ -22,8 +22,8 @@ from .runinfo import run_info
 from .targets import _f, ablation_section, targets_section
 
 
-def section(folder: Path) -> str:
-    s = load_summary(folder)
+def section(folder: Path, s: dict) -> str:
+    """The page's section for one report: ``s`` is its summary (``load_summary(folder)``)."""
     # what compare recorded of each model (newer reports), else what its files say now
     info = {m["name"]: {**m, **(m.get("training") or run_info(m.get("path")))} for m in s["methods"]}
     # only the test split is speaker-disjoint by construction; what else a run trained on is in its table row
@@ -150,7 +150,7 @@ def build(folders: list[Path], targets: str | None = None, seed_evals: list[Path
         head += ablation_section(summaries)
     if seed_evals:
         head += seed_section(list(seed_evals))
-    return "\n".join(head + [section(f) for f in folders]).rstrip() + "\n"
+    return "\n".join(head + [section(f, s) for f, s in zip(folders, summaries)]).rstrip() + "\n"
 
 
 def report_name(folder: Path) -> str:

@@ -153,4 +153,3 @@ def ablation_section(summaries: list[dict]) -> list[str]:
                             for _, c, k, spec in ABLATION_COLUMNS) + " |")
     out.append("")
     return out
-

@@ -178,14 +178,15 @@ class MaskNet(Family):
 
     def adapt_state(self, state: dict) -> dict:
         """A magnitude model's weights fit a polar one: its head becomes the magnitude part, the phase
-        part starts at zero phase, so the polar model first computes exactly what the magnitude one did."""
+        part is this model's own zero-phase start, so the polar model first computes exactly what the
+        magnitude one did."""
         w, b = state.get("out.weight"), state.get("out.bias")
         bins = self.config.n_fft // 2 + 1
         if self.config.mask != "polar" or w is None or w.shape[0] != bins:
             return state
-        zeros = torch.zeros((2 * bins, *w.shape[1:]), dtype=w.dtype)
-        bias = torch.cat([b, torch.ones(bins, dtype=b.dtype), torch.zeros(bins, dtype=b.dtype)])
-        return {**state, "out.weight": torch.cat([w, zeros]), "out.bias": bias}
+        phase_w, phase_b = self.out.weight.detach()[bins:], self.out.bias.detach()[bins:]
+        return {**state, "out.weight": torch.cat([w, phase_w.to(w.dtype)]),
+                "out.bias": torch.cat([b, phase_b.to(b.dtype)])}
 
     def flops(self) -> int:
         return flops_per_second(self)
