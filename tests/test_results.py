@@ -77,3 +77,18 @@ def test_kept_copy_is_small_and_gives_the_same_page(result, tmp_path):  # noqa: 
     assert main([str(copy), "-o", str(b)]) == 0
     assert a.read_text() == b.read_text().replace(f"## {copy.stem}", f"## {folder.name}")
     assert "ci95_low" not in copy.read_text() and "by_speaker" not in json.loads(copy.read_text())
+
+
+def test_chain_option_writes_the_learning_curve_and_its_figure_beside_the_page(result, tmp_path):
+    from digit_denoise.compare.results import main
+
+    _, folder = result
+    out = tmp_path / "docs" / "page.md"
+    assert main([str(folder), "-o", str(out), "--chain", "noisy,wiener"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "## Learning curve: the `noisy` chain" in text and "![SI-SDR along the chain](page-chain.png)" in text
+    assert "| wiener | — | 0 | 0 |" in text  # a method without training records adds no steps
+    assert (tmp_path / "docs" / "page-chain.png").read_bytes()[:4] == b"\x89PNG"
+    before = out.read_bytes()
+    assert main([str(folder), "-o", str(out), "--chain", "noisy,nope"]) == 2  # one-line error, page untouched
+    assert out.read_bytes() == before

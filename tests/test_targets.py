@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from digit_denoise.compare.targets import ablation_section, best_peer_gaps, targets_section
+import pytest
+
+from digit_denoise.compare.targets import (ablation_section, best_peer_gaps, chain_rows, chain_section,
+                                           targets_section)
+from digit_denoise.errors import UserError
 
 
 def _summary(methods: dict[str, dict[str, float]], corpora=("a", "b")) -> dict:
@@ -59,3 +63,20 @@ def test_ablation_table_has_every_model_once_its_training_and_the_targets_row():
     assert "| mine | gtcrn | 2000 | 25 | — | 5.00 | 6.00 | 2.00 | 6.00 | +14.00 | 1.50 | 0.700 |" in text
     assert rows[-1] == "| target | | | | ≤ 0.02 | — | 8.00 | 6.00 | -3.00 | +6.00 | 1.80 | 0.800 |"
     assert all(r.count("|") == rows[0].count("|") for r in rows)  # every row has every column
+
+
+def test_chain_adds_steps_and_minutes_across_stages():
+    a = _summary({"noisy": {"si_sdr": -8.0}, "base": {"si_sdr": 1.0}})
+    b = _summary({"noisy": {"si_sdr": -8.0}, "ft1": {"si_sdr": 2.0}, "ft2": {"si_sdr": 3.0}})
+    b["methods"][1]["training"] = {"init": "base", "steps": 1000, "train_s": 600.0}
+    b["methods"][2]["training"] = {"init": "ft1", "steps": 500, "train_s": 300.0}
+    a["methods"][1]["training"] = {"init": "scratch", "steps": 9999, "train_s": 9e5}  # before the chain: not counted
+    text = "\n".join(chain_section([a, b], ["base", "ft1", "ft2"], "page-chain.png"))
+    assert "![SI-SDR along the chain](page-chain.png)" in text
+    assert "| base | — | 0 | 0 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 |" in text
+    assert "| ft1 | 1000 | 1000 | 10 | 2.00 |" in text
+    assert "| ft2 | 500 | 1500 | 15 | 3.00 |" in text
+    rows = chain_rows([a, b], ["base", "ft2"])
+    assert [r["total_steps"] for r in rows] == [0, 500]
+    with pytest.raises(UserError, match="no report holds the method 'nope'"):
+        chain_rows([a, b], ["nope"])

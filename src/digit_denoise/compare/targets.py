@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from ..errors import UserError
+
 # (what, condition, metric, threshold)
 TARGETS = (
     ("SI-SDR, white −8 dB ≥ 8 dB", "white@-8dB", "si_sdr", 8.0),
@@ -151,5 +153,84 @@ def ablation_section(summaries: list[dict]) -> list[str]:
     out.append("| target | | | | ≤ 0.02 | "
                + " | ".join(_f(goal.get((c, k)), spec) if (c, k) in goal else "—"
                             for _, c, k, spec in ABLATION_COLUMNS) + " |")
+    out.append("")
+    return out
+
+
+CHAIN_KINDS = (  # (label, condition, metric) drawn along a chain of fine-tuning stages, all at −8 dB
+    ("white", "white@-8dB", "si_sdr"),
+    ("pink", "pink@-8dB", "si_sdr"),
+    ("babble", "babble@-8dB", "si_sdr"),
+    ("unseen real noise", "noise16k:unseen@-8dB", "si_sdr"),
+)
+
+
+def chain_rows(summaries: list[dict], chain: list[str]) -> list[dict]:
+    """One row per stage of ``chain`` (methods in training order, each fine-tuned from the one before):
+    its steps, the running totals of steps and training minutes, and its SI-SDR at −8 dB per noise kind.
+    A stage without training records (a packaged start) counts as step 0."""
+    rows, steps, secs = [], 0, 0.0
+    for name in chain:
+        s = _find(summaries, name)
+        if s is None:
+            raise UserError(f"--chain: no report holds the method '{name}'; pass the report that measured it")
+        t = next(m for m in s["methods"] if m["name"] == name).get("training") or {}
+        if rows:  # the first stage is where the chain starts: its own training is not part of it
+            steps += int(t.get("steps") or 0)
+            secs += float(t.get("train_s") or 0.0)
+        rows.append({"name": name, "steps": t.get("steps") if rows else None, "total_steps": steps,
+                     "total_min": secs / 60, "mean": _cell(s, name, None, "si_sdr"),
+                     **{label: _mean(s, name, None, cond, metric) for label, cond, metric in CHAIN_KINDS}})
+    return rows
+
+
+def chain_figure(rows: list[dict], path) -> None:
+    """SI-SDR at −8 dB per noise kind against fine-tuning steps, the targets dashed: a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..audio import atomic_path
+
+    goal = {"white": 8.0, "pink": 6.0, "babble": -3.0, "unseen real noise": None}
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
+    x = [r["total_steps"] for r in rows]
+    for i, (label, *_) in enumerate(CHAIN_KINDS):
+        color = f"C{i}"
+        ax.plot(x, [r[label] if r[label] is not None else float("nan") for r in rows], "o-", color=color, label=label)
+        if goal[label] is not None:
+            ax.axhline(goal[label], color=color, ls="--", lw=0.8)
+    ax.axhline(-8.0, color="0.5", ls=":", lw=0.8, label="noisy input")
+    for r in rows:
+        ax.annotate(r["name"], (r["total_steps"], r["white"] or 0), textcoords="offset points", xytext=(0, 6),
+                    ha="center", fontsize=7, rotation=30)
+    ax.set_xlabel("fine-tuning steps from " + rows[0]["name"])
+    ax.set_ylabel("SI-SDR at −8 dB input (dB), test split")
+    ax.set_title("Quality along the training chain (dashed: targets)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def chain_section(summaries: list[dict], chain: list[str], figure: str | None = None) -> list[str]:
+    """Markdown: the learning curve of a chain of fine-tuning stages on the test set (table, and the
+    figure ``figure`` — a path relative to the page — when given)."""
+    rows = chain_rows(summaries, chain)
+    labels = [label for label, *_ in CHAIN_KINDS]
+    out = [f"## Learning curve: the `{chain[0]}` chain", "",
+           "Each stage is fine-tuned from the one before (README, \"Train\"); steps and minutes add up across "
+           "stages and sessions. SI-SDR in dB at −8 dB input on the test split, pooled over corpora; the "
+           "unseen-noise column is SI-SDR, not its improvement.", ""]
+    if figure:
+        out += [f"![SI-SDR along the chain]({figure})", ""]
+    out += ["| stage | steps | total steps | total minutes | mean SI-SDR | " + " | ".join(labels) + " |",
+            "|---|---:|---:|---:|---:|" + "---:|" * len(labels)]
+    for r in rows:
+        out.append(f"| {r['name']} | {_f(r['steps'], 'd')} | {r['total_steps']} | {r['total_min']:.0f} | "
+                   f"{_f(r['mean'], '.2f')} | " + " | ".join(_f(r[k], '.2f') for k in labels) + " |")
     out.append("")
     return out
