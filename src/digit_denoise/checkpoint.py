@@ -84,8 +84,10 @@ PACKAGED_MODELS = {
     "fast": ("fast", "the small fast model (the `fast` preset, FSDD): under noisereduce's CPU cost"),
     "gtcrn": ("gtcrn-dns3", "GTCRN as published, trained on DNS3 by its authors (MIT)"),
     "ul-unas": ("ul-unas-dns3", "UL-UNAS as published, trained on DNS3 by its authors (MIT)"),
-    "gtcrn-ft": ("gtcrn-ft", "GTCRN made non-causal and fine-tuned here at low SNR on speech16k + FSDD: the best mean "
-                             "on the test set, but over the default's CPU budget (docs/results.md)"),
+    "gtcrn-ft": ("gtcrn-ft", "GTCRN made non-causal and fine-tuned here at low SNR on speech16k + FSDD; over the "
+                             "default's CPU budget (docs/results.md)"),
+    "ul-unas-ft": ("ul-unas-ft", "UL-UNAS fine-tuned here at low SNR on speech16k + FSDD: the best mean on the test "
+                                 "set, but over the default's CPU budget (docs/results.md)"),
 }
 
 
