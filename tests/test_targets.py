@@ -71,7 +71,7 @@ def test_chain_adds_steps_and_minutes_across_stages():
     b["methods"][1]["training"] = {"init": "base", "steps": 1000, "train_s": 600.0}
     b["methods"][2]["training"] = {"init": "ft1", "steps": 500, "train_s": 300.0}
     a["methods"][1]["training"] = {"init": "scratch", "steps": 9999, "train_s": 9e5}  # before the chain: not counted
-    text = "\n".join(chain_section([a, b], ["base", "ft1", "ft2"], "page-chain.png"))
+    text = "\n".join(chain_section(chain_rows([a, b], ["base", "ft1", "ft2"]), "page-chain.png"))
     assert "![SI-SDR along the chain](page-chain.png)" in text
     assert "| base | — | 0 | 0 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 |" in text
     assert "| ft1 | 1000 | 1000 | 10 | 2.00 |" in text

@@ -149,12 +149,10 @@ def build(folders: list[Path], targets: str | None = None, seed_evals: list[Path
     if len(summaries) > 1:  # one report's own section already lists its methods side by side
         head += ablation_section(summaries)
     if chain:
-        names = [c.strip() for c in chain.split(",") if c.strip()]
-        figure = None
+        rows = chain_rows(summaries, [c.strip() for c in chain.split(",") if c.strip()])
         if chain_figure_path is not None:
-            chain_figure(chain_rows(summaries, names), chain_figure_path)
-            figure = chain_figure_path.name
-        head += chain_section(summaries, names, figure)
+            chain_figure(rows, chain_figure_path)
+        head += chain_section(rows, chain_figure_path.name if chain_figure_path is not None else None)
     if seed_evals:
         head += seed_section(list(seed_evals))
     return "\n".join(head + [section(f, s) for f, s in zip(folders, summaries)]).rstrip() + "\n"

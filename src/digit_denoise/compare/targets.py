@@ -193,14 +193,14 @@ def chain_figure(rows: list[dict], path) -> None:
 
     from ..audio import atomic_path
 
-    goal = {"white": 8.0, "pink": 6.0, "babble": -3.0, "unseen real noise": None}
+    goal = {(cond, metric): th for _, cond, metric, th in TARGETS}
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
     x = [r["total_steps"] for r in rows]
-    for i, (label, *_) in enumerate(CHAIN_KINDS):
+    for i, (label, cond, metric) in enumerate(CHAIN_KINDS):
         color = f"C{i}"
         ax.plot(x, [r[label] if r[label] is not None else float("nan") for r in rows], "o-", color=color, label=label)
-        if goal[label] is not None:
-            ax.axhline(goal[label], color=color, ls="--", lw=0.8)
+        if (cond, metric) in goal:
+            ax.axhline(goal[cond, metric], color=color, ls="--", lw=0.8)
     ax.axhline(-8.0, color="0.5", ls=":", lw=0.8, label="noisy input")
     for r in rows:
         ax.annotate(r["name"], (r["total_steps"], r["white"] or 0), textcoords="offset points", xytext=(0, 6),
@@ -216,12 +216,11 @@ def chain_figure(rows: list[dict], path) -> None:
     plt.close(fig)
 
 
-def chain_section(summaries: list[dict], chain: list[str], figure: str | None = None) -> list[str]:
-    """Markdown: the learning curve of a chain of fine-tuning stages on the test set (table, and the
-    figure ``figure`` — a path relative to the page — when given)."""
-    rows = chain_rows(summaries, chain)
+def chain_section(rows: list[dict], figure: str | None = None) -> list[str]:
+    """Markdown: the learning curve of a chain of fine-tuning stages on the test set (``chain_rows``'s
+    table, and the figure ``figure`` — a path relative to the page — when given)."""
     labels = [label for label, *_ in CHAIN_KINDS]
-    out = [f"## Learning curve: the `{chain[0]}` chain", "",
+    out = [f"## Learning curve: the `{rows[0]['name']}` chain", "",
            "Each stage is fine-tuned from the one before (README, \"Train\"); steps and minutes add up across "
            "stages and sessions. SI-SDR in dB at −8 dB input on the test split, pooled over corpora; the "
            "unseen-noise column is SI-SDR, not its improvement.", ""]
