@@ -326,6 +326,24 @@ def test_ema_and_planned_steps_survive_a_resume(tmp_path, monkeypatch):
         train(train_cfg(manifest_path(tmp_path), tmp_path / "c", **{**kw, "ema": 1.0}))
 
 
+def test_no_harm_penalty_is_trained_validated_and_refused_where_it_cannot_apply(tmp_path, monkeypatch):
+    """--no-harm adds the penalty to the training and the validation loss (a higher val loss on the same
+    weights at step 0's validation) and is refused for seed models and for negative weights."""
+    monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
+    man = manifest_path(tmp_path)
+    kw = dict(preset="fast", model_config=dict(TINY_WAVE), batch_size=8, val_every=1, lr=1e-9, segment=0.5,
+              noise="white", snr="-5:-5", max_steps=1)
+    train(train_cfg(man, tmp_path / "off", **kw))
+    train(train_cfg(man, tmp_path / "on", no_harm=3.0, **kw))
+    off, on = read_history(tmp_path / "off")[0]["val_loss"], read_history(tmp_path / "on")[0]["val_loss"]
+    assert on > off  # an untrained mask loses SI-SDR against the input on some clips: the penalty is counted
+    assert json.loads((tmp_path / "on" / "config.json").read_text())["no_harm"] == 3.0
+    with pytest.raises(UserError, match="--no-harm"):
+        train(train_cfg(man, tmp_path / "neg", no_harm=-1.0, **kw))
+    with pytest.raises(UserError, match="--no-harm"):
+        train(train_cfg(man, tmp_path / "seed", preset="seed", no_harm=1.0, max_steps=1))
+
+
 def manifest_path(tmp_path):
     path = tmp_path / "data" / "manifest.csv"
     return path if path.exists() else make_manifest(tmp_path / "data")

@@ -7,7 +7,7 @@ import torch
 
 import numpy as np
 
-from digit_denoise.losses import compressed_spectrum, mrstft, neg_si_sdr, spec_sisdr, wave_loss
+from digit_denoise.losses import compressed_spectrum, harm, mrstft, neg_si_sdr, spec_sisdr, wave_loss, with_noisy
 
 
 def _x(*shape, seed=0):
@@ -50,3 +50,21 @@ def test_wave_losses():
     assert float(wave_loss("sisdr+mrstft")(noisy, c)) > float(wave_loss("sisdr+mrstft")(c, c))
     with pytest.raises(ValueError):
         wave_loss("l1")
+
+
+def test_harm_counts_only_what_a_clip_loses_against_its_input():
+    c = _x(3, 8000)
+    noisy = c + _x(3, 8000, seed=1)  # ~0 dB
+    assert float(harm(c, c, noisy)) == 0.0  # every clip improved: no penalty
+    worse = c + 3 * _x(3, 8000, seed=2)  # ~−9.5 dB: ~9.5 dB lost on each clip
+    assert float(harm(worse, c, noisy)) == pytest.approx(9.5, abs=0.5)
+    mixed = torch.stack([c[0], worse[1], worse[2]])  # one improved, two lost → the mean over all three
+    assert float(harm(mixed, c, noisy)) == pytest.approx(float(harm(worse[1:], c[1:], noisy[1:])) * 2 / 3, rel=1e-5)
+    silent = torch.zeros_like(c).index_copy(0, torch.tensor([1, 2]), c[1:])  # clip 0's reference silent
+    assert torch.isfinite(harm(worse, silent, noisy))
+    est = worse.clone().requires_grad_(True)
+    loss = with_noisy(neg_si_sdr, 2.0)(est, c, noisy)
+    assert float(loss.detach()) == pytest.approx(float(neg_si_sdr(worse, c)) + 2 * float(harm(worse, c, noisy)), rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
+    assert float(with_noisy(neg_si_sdr)(worse, c, noisy)) == float(neg_si_sdr(worse, c))  # 0 = off

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .metrics import si_sdr_loss
+from .metrics import si_sdr, si_sdr_loss
 
 LOSSES = ("sisdr", "mrstft", "sisdr+mrstft", "spec+sisdr")
 RESOLUTIONS = ((256, 64), (512, 128), (1024, 256))  # (n_fft, hop) at 16 kHz: 16, 32, 64 ms frames
@@ -57,6 +57,24 @@ def compressed_spectrum(est: Tensor, ref: Tensor, power: float = 0.3, n_fft: int
 def spec_sisdr(est: Tensor, ref: Tensor) -> Tensor:
     """``100 × compressed_spectrum + (−SI-SDR)``: the hybrid loss of GTCRN's training recipe (30/70/1)."""
     return 100 * compressed_spectrum(est, ref) + neg_si_sdr(est, ref)
+
+
+def harm(est: Tensor, ref: Tensor, noisy: Tensor) -> Tensor:
+    """Mean over the batch of ``max(0, SI-SDR(noisy) − SI-SDR(est))`` in dB: what the estimate loses
+    against doing nothing. Zero (no gradient) for every clip the model improves; items with a silent
+    reference are skipped, as in :func:`neg_si_sdr`."""
+    lost = torch.relu(si_sdr(ref, noisy).detach() - si_sdr(ref, est))
+    ok = ~torch.isnan(lost)
+    return torch.where(ok, lost, torch.zeros_like(lost)).sum() / ok.sum().clamp_min(1)
+
+
+def with_noisy(loss, no_harm: float = 0.0):
+    """``loss(est, ref)`` as ``f(est, ref, noisy)``; with ``no_harm > 0`` it adds ``no_harm × harm``:
+    clips the model makes worse than its input (babble it cannot separate) weigh more, so that when it
+    cannot help it learns to pass the input through rather than damage it."""
+    if no_harm <= 0:
+        return lambda est, ref, noisy: loss(est, ref)
+    return lambda est, ref, noisy: loss(est, ref) + no_harm * harm(est, ref, noisy)
 
 
 def wave_loss(name: str):

@@ -38,15 +38,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def loss_fn(name: str, wave: bool):
-    if wave:
-        from ..losses import LOSSES, wave_loss
+def loss_fn(name: str, wave: bool, no_harm: float = 0.0):
+    """``f(estimate, clean, noisy) -> scalar``: the loss called ``name`` (+ the no-harm penalty)."""
+    from ..losses import LOSSES, wave_loss, with_noisy
 
+    if wave:
         if name not in LOSSES:
             raise UserError(f"--loss {name!r}: waveform models support {', '.join(LOSSES)}")
-        return wave_loss(name)
+        return with_noisy(wave_loss(name), no_harm)
+    if no_harm:
+        raise UserError(f"--no-harm {no_harm}: only waveform models (SI-SDR of audio) support it; drop it")
     if name == "mse":
-        return F.mse_loss
+        return with_noisy(F.mse_loss)
     raise UserError(f"--loss {name!r}: the seed representation supports: mse")
 
 
@@ -57,7 +60,8 @@ def evaluate_loss(model: torch.nn.Module, batches, device: torch.device, loss) -
     model.eval()
     total, n = 0.0, 0
     for noisy, clean in batches:
-        total += float(loss(model(noisy.to(device)), clean.to(device))) * len(clean)
+        noisy = noisy.to(device)
+        total += float(loss(model(noisy), clean.to(device), noisy)) * len(clean)
         n += len(clean)
     model.train(was_training)
     return total / max(n, 1)
@@ -139,7 +143,7 @@ class Loop:
         if cfg.init:
             self._init_from(cfg.init)
         self.wave = model.kind == "wave"
-        self.loss = loss_fn(cfg.loss, self.wave)
+        self.loss = loss_fn(cfg.loss, self.wave, cfg.no_harm)
         if self.wave:
             self.data = make_wave_data(cfg, model.sample_rate)
             self.n, n_val = len(self.data.train), len(self.data.val)
@@ -238,7 +242,7 @@ class Loop:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             pred = self.net(noisy)
-        value = self.loss(pred.float(), clean)
+        value = self.loss(pred.float(), clean, noisy)
         value.backward()
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
