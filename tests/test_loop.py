@@ -344,6 +344,44 @@ def test_no_harm_penalty_is_trained_validated_and_refused_where_it_cannot_apply(
         train(train_cfg(man, tmp_path / "seed", preset="seed", no_harm=1.0, max_steps=1))
 
 
+def test_no_regress_measures_against_the_init_weights_even_after_a_resume(tmp_path, monkeypatch):
+    """--no-regress: the frozen --init model is the teacher. Its penalty is zero (and so is its gradient)
+    while the weights equal the teacher's, so two runs, with and without it, take the same first step;
+    at validation the guarded run adds what its clips lost against the teacher. A resumed run keeps the
+    --init weights as its teacher, not the checkpoint it resumes from."""
+    from digit_denoise.training.loop import Loop
+    from digit_denoise.training.distributed import Dist
+
+    monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
+    man = manifest_path(tmp_path)
+    kw = dict(preset="fast", model_config=dict(TINY_WAVE), batch_size=8, val_every=1, segment=0.5,
+              noise="white", snr="-5:0")
+    train(train_cfg(man, tmp_path / "base", max_steps=2, lr=3e-3, **kw))
+    base = str(tmp_path / "base")
+    with pytest.raises(UserError, match="--no-regress .*needs --init"):
+        train(train_cfg(man, tmp_path / "x", max_steps=1, lr=5e-2, no_regress=1.0, **kw))
+    train(train_cfg(man, tmp_path / "off", max_steps=1, lr=5e-2, init=base, **kw))
+    train(train_cfg(man, tmp_path / "on", max_steps=1, lr=5e-2, init=base, no_regress=1.0, **kw))
+    off, on = read_history(tmp_path / "off")[0]["val_loss"], read_history(tmp_path / "on")[0]["val_loss"]
+    assert on > off  # a big first step makes some validation clips worse than the teacher
+    from digit_denoise.checkpoint import load_model
+    from digit_denoise.losses import harm, neg_si_sdr
+    from digit_denoise.training.distributed import Dist
+    from digit_denoise.training.loop import Loop
+
+    loop = Loop(train_cfg(man, tmp_path / "on", max_steps=2, lr=5e-2, init=base, no_regress=1.0, **kw), False,
+                Dist(torch.device("cpu")))
+    assert loop.step == 1  # resumed from its step-1 checkpoint
+    init_model, _ = load_model(base)
+    clean = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+    noisy = clean + torch.randn(2, 8000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        est, teacher_out = loop.model(noisy), init_model.eval()(noisy)
+        assert not torch.allclose(est, teacher_out)  # the resumed weights moved away from the teacher's
+        expected = neg_si_sdr(est, clean) + harm(est, clean, teacher_out)
+        assert float(loop.loss(est, clean, noisy)) == pytest.approx(float(expected), rel=1e-5)
+
+
 def manifest_path(tmp_path):
     path = tmp_path / "data" / "manifest.csv"
     return path if path.exists() else make_manifest(tmp_path / "data")

@@ -7,7 +7,7 @@ import torch
 
 import numpy as np
 
-from digit_denoise.losses import compressed_spectrum, harm, mrstft, neg_si_sdr, spec_sisdr, wave_loss, with_noisy
+from digit_denoise.losses import compressed_spectrum, harm, mrstft, neg_si_sdr, spec_sisdr, wave_loss, guarded
 
 
 def _x(*shape, seed=0):
@@ -63,8 +63,19 @@ def test_harm_counts_only_what_a_clip_loses_against_its_input():
     silent = torch.zeros_like(c).index_copy(0, torch.tensor([1, 2]), c[1:])  # clip 0's reference silent
     assert torch.isfinite(harm(worse, silent, noisy))
     est = worse.clone().requires_grad_(True)
-    loss = with_noisy(neg_si_sdr, 2.0)(est, c, noisy)
+    loss = guarded(neg_si_sdr, 2.0)(est, c, noisy)
     assert float(loss.detach()) == pytest.approx(float(neg_si_sdr(worse, c)) + 2 * float(harm(worse, c, noisy)), rel=1e-5)
     loss.backward()
     assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
-    assert float(with_noisy(neg_si_sdr)(worse, c, noisy)) == float(neg_si_sdr(worse, c))  # 0 = off
+    assert float(guarded(neg_si_sdr)(worse, c, noisy)) == float(neg_si_sdr(worse, c))  # 0 = off
+
+
+def test_no_regress_guard_measures_against_the_teacher_output():
+    c = _x(3, 8000)
+    noisy = c + _x(3, 8000, seed=1)
+    worse = c + 3 * _x(3, 8000, seed=2)
+    as_input = guarded(neg_si_sdr, teacher=lambda n: n, no_regress=1.5)  # a teacher that passes the input through
+    assert float(as_input(worse, c, noisy)) == pytest.approx(float(guarded(neg_si_sdr, 1.5)(worse, c, noisy)), rel=1e-6)
+    better_teacher = guarded(neg_si_sdr, teacher=lambda n: c + 0.1 * (n - c), no_regress=1.0)  # ~20 dB
+    assert float(better_teacher(noisy, c, noisy)) == pytest.approx(float(neg_si_sdr(noisy, c)) + 20, abs=0.5)
+    assert float(better_teacher(c, c, noisy)) == float(neg_si_sdr(c, c))  # better than the teacher: no penalty

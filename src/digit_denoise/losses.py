@@ -68,13 +68,26 @@ def harm(est: Tensor, ref: Tensor, noisy: Tensor) -> Tensor:
     return torch.where(ok, lost, torch.zeros_like(lost)).sum() / ok.sum().clamp_min(1)
 
 
-def with_noisy(loss, no_harm: float = 0.0):
-    """``loss(est, ref)`` as ``f(est, ref, noisy)``; with ``no_harm > 0`` it adds ``no_harm × harm``:
-    clips the model makes worse than its input (babble it cannot separate) weigh more, so that when it
-    cannot help it learns to pass the input through rather than damage it."""
-    if no_harm <= 0:
-        return lambda est, ref, noisy: loss(est, ref)
-    return lambda est, ref, noisy: loss(est, ref) + no_harm * harm(est, ref, noisy)
+def guarded(loss, no_harm: float = 0.0, teacher=None, no_regress: float = 0.0):
+    """``loss(est, ref)`` as ``f(est, ref, noisy)``, plus two optional per-clip guards (in dB):
+
+    - ``no_harm × harm(est, ref, noisy)``: clips the model makes worse than its input (babble it cannot
+      separate) weigh more, so that where it cannot help it learns to pass the input through;
+    - ``no_regress × harm(est, ref, teacher(noisy))``: clips on which it falls below ``teacher`` (the
+      model a fine-tune starts from, frozen) weigh more, so that a fine-tune trades less of what the
+      teacher did well for what it gains elsewhere.
+    """
+    def total(est: Tensor, ref: Tensor, noisy: Tensor) -> Tensor:
+        value = loss(est, ref)
+        if no_harm > 0:
+            value = value + no_harm * harm(est, ref, noisy)
+        if no_regress > 0:
+            with torch.no_grad():
+                base = teacher(noisy)
+            value = value + no_regress * harm(est, ref, base)
+        return value
+
+    return total
 
 
 def wave_loss(name: str):

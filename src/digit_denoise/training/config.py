@@ -45,6 +45,7 @@ class TrainConfig:
     clip_grad: float = 0.0  # clip the gradient norm to this value (0 = off)
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved as best (0 = off)
     no_harm: float = 0.0  # waveform models: weight of a penalty on the dB of SI-SDR a clip loses against its noisy input (0 = off)
+    no_regress: float = 0.0  # fine-tuning (--init): weight of a penalty on the dB of SI-SDR a clip loses against the --init model's output (0 = off)
     noise: str = "white,pink,brown,colored,babble"  # waveform models: kinds (white, pink, brown, colored, texture, babble) and/or folders (DIR, DIR:seen); repeat one to draw it more often
     snr: str = "-10:15"  # waveform models: SNR range of the training mixtures (dB)
     snr_focus: str = ""  # waveform models: LO:HI@SHARE draws that share of the SNRs from LO…HI dB
@@ -128,8 +129,11 @@ def check(cfg: TrainConfig) -> None:
         raise UserError(f"--precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
     if not 0 <= cfg.ema < 1:
         raise UserError(f"--ema {cfg.ema}: give a decay in [0, 1), e.g. 0.999 (0 = off)")
-    if not (cfg.no_harm >= 0 and math.isfinite(cfg.no_harm)):
-        raise UserError(f"--no-harm {cfg.no_harm}: give a weight ≥ 0, e.g. 1 (0 = off)")
+    for name in ("no_harm", "no_regress"):
+        if not (getattr(cfg, name) >= 0 and math.isfinite(getattr(cfg, name))):
+            raise UserError(f"{flag(name)} {getattr(cfg, name)}: give a weight ≥ 0, e.g. 1 (0 = off)")
+    if cfg.no_regress and not cfg.init:
+        raise UserError(f"--no-regress {cfg.no_regress}: needs --init (the model whose output no clip may fall below)")
     if not (cfg.segment > 0.05 and math.isfinite(cfg.segment)):
         raise UserError(f"--segment {cfg.segment}: give seconds > 0.05, e.g. 1.0")
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):

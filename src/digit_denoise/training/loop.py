@@ -38,18 +38,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def loss_fn(name: str, wave: bool, no_harm: float = 0.0):
-    """``f(estimate, clean, noisy) -> scalar``: the loss called ``name`` (+ the no-harm penalty)."""
-    from ..losses import LOSSES, wave_loss, with_noisy
+def loss_fn(name: str, wave: bool, no_harm: float = 0.0, teacher=None, no_regress: float = 0.0):
+    """``f(estimate, clean, noisy) -> scalar``: the loss called ``name`` (+ the no-harm / no-regress guards)."""
+    from ..losses import LOSSES, guarded, wave_loss
 
     if wave:
         if name not in LOSSES:
             raise UserError(f"--loss {name!r}: waveform models support {', '.join(LOSSES)}")
-        return with_noisy(wave_loss(name), no_harm)
-    if no_harm:
-        raise UserError(f"--no-harm {no_harm}: only waveform models (SI-SDR of audio) support it; drop it")
+        return guarded(wave_loss(name), no_harm, teacher, no_regress)
+    for flag, value in (("--no-harm", no_harm), ("--no-regress", no_regress)):
+        if value:
+            raise UserError(f"{flag} {value}: only waveform models (SI-SDR of audio) support it; drop it")
     if name == "mse":
-        return with_noisy(F.mse_loss)
+        return guarded(F.mse_loss)
     raise UserError(f"--loss {name!r}: the seed representation supports: mse")
 
 
@@ -143,7 +144,10 @@ class Loop:
         if cfg.init:
             self._init_from(cfg.init)
         self.wave = model.kind == "wave"
-        self.loss = loss_fn(cfg.loss, self.wave, cfg.no_harm)
+        teacher = None
+        if cfg.no_regress and self.wave:  # the --init weights, frozen (also on a resume: set before it loads)
+            teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        self.loss = loss_fn(cfg.loss, self.wave, cfg.no_harm, teacher, cfg.no_regress)
         if self.wave:
             self.data = make_wave_data(cfg, model.sample_rate)
             self.n, n_val = len(self.data.train), len(self.data.val)
