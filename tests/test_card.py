@@ -18,7 +18,8 @@ def test_card_names_sources_and_numbers(tmp_path):
     m = build_model("masknet", {"channels": 8, "dilations": [1, 2]})
     training = {"preset": "speech", "loss": "spec+sisdr", "batch_size": 32, "segment": 1.0, "steps": 30000,
                 "lr": 1e-3, "ema": 0.999, "elapsed_s": 7200.0, "samples_per_s": 25.0, "snr": "-12:10",
-                "manifest": "/x/speech16k.csv,/x/fsdd.csv", "noise": "white,babble,/s/noise16k:seen"}
+                "manifest": "/x/speech16k.csv,/x/fsdd.csv", "noise": "white,babble,/s/noise16k:seen",
+                "init": "/runs/stage4", "no_harm": 0.5, "no_regress": 3.0}
     save_checkpoint(tmp_path / "ck", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"}, 16000,
                                                    {"training": training, "step": 5000}))
     rep = tmp_path / "rep"
@@ -30,6 +31,7 @@ def test_card_names_sources_and_numbers(tmp_path):
     text = build(str(tmp_path / "ck"), "mine", [rep])
     assert "Speech Commands v0.02" in text and "CC BY-SA 4.0" in text and "noise16k" in text
     assert "5000 steps" in text and "2.0 h of training" in text and "0.0123" in text
+    assert "fine-tuned from `stage4`, no-harm guard × 0.5, no-regress guard × 3.0 against its starting" in text
     assert "| all | white@-8dB | -8.00 / 1.10 / 0.600 | gtcrn: 3.00 / — / — | 6.25 / 1.50 / 0.750 |" in text
     assert "| b | pink@-8dB |" in text
     with pytest.raises(UserError, match="no report"):
@@ -40,6 +42,9 @@ def test_card_names_sources_and_numbers(tmp_path):
     kept = tmp_path / "docs" / "reports"  # the slim copy kept in the repo gives the same card
     from digit_denoise.compare.results import keep
     assert build(str(tmp_path / "ck"), "mine", [keep(rep, kept)]) == text
+    seed_eval = tmp_path / "seed-eval.json"  # an `evaluate` summary among them (docs/reports/*.json) is passed over
+    seed_eval.write_text(json.dumps({"methods": {"model": {"mse": 0.01}}, "per_digit": {}}))
+    assert build(str(tmp_path / "ck"), "mine", [seed_eval, rep]) == text
 
 
 def test_card_of_a_fine_tuned_published_model_carries_its_mit_notice(tmp_path):

@@ -72,7 +72,8 @@ def build(model: str, method: str, reports: list[Path]) -> str:
     meta = read_meta(js)
     net = build_model(meta["model"], meta.get("config") or {})
     t = meta.get("training") or {}
-    summaries = [load_summary(r) for r in reports]
+    # compare reports only: an `evaluate` summary (the seed rows, kept beside them) has no test-set table
+    summaries = [s for s in map(load_summary, reports) if isinstance(s.get("results"), dict)]
     ours = next((s for s in summaries if any(m["name"] == method for m in s["methods"])), None)
     if ours is None:
         raise UserError(f"--method {method!r}: no report in {', '.join(map(str, reports))} holds it")
@@ -88,6 +89,10 @@ def build(model: str, method: str, reports: list[Path]) -> str:
              f"{t.get('batch_size')} × {t.get('segment')} s"
              + (f" (the schedule planned {t['steps']} steps)" if t.get("steps") else "")
              + f", Adam lr {t.get('lr')}, EMA {t.get('ema') or 'off'}"
+             + (f", fine-tuned from `{Path(str(t['init'])).name}`" if t.get("init") else "")
+             + (" (the shipped default when it started)" if t.get("init") == "default" else "")
+             + (f", no-harm guard × {t['no_harm']}" if t.get("no_harm") else "")
+             + (f", no-regress guard × {t['no_regress']} against its starting weights" if t.get("no_regress") else "")
              + (f"; {t['elapsed_s'] / 3600:.1f} h of training on one CPU thread ({t.get('samples_per_s')} samples/s)"
                 if t.get("elapsed_s") else "")
              + f". Weights stored as {meta.get('weights_dtype', 'float32')}.",
