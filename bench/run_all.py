@@ -65,8 +65,8 @@ def bench_features(n: int) -> dict:
     import cv2
     import librosa
 
-    from digit_denoise.data.seed_cache import FILL_BATCH_CPU
-    from digit_denoise.features import SeedFeatureConfig, SeedFeatures, pad_batch
+    from digit_denoise.seed.cache import FILL_BATCH_CPU
+    from digit_denoise.seed.features import SeedFeatureConfig, SeedFeatures, pad_batch
 
     waves = clips(n)
     rng = np.random.default_rng(1)
@@ -130,7 +130,7 @@ def bench_features(n: int) -> dict:
 
 
 def _features_job(ws: list[np.ndarray]) -> np.ndarray:
-    from digit_denoise.features import SeedFeatureConfig, SeedFeatures, pad_batch
+    from digit_denoise.seed.features import SeedFeatureConfig, SeedFeatures, pad_batch
 
     global _FE
     if "_FE" not in globals():
@@ -144,8 +144,8 @@ def bench_training(steps: int, batch: int) -> dict:
     import cv2
     import librosa
 
-    from digit_denoise.features import SeedFeatureConfig, SeedFeatures
     from digit_denoise.models import build_model, flops_per_sample
+    from digit_denoise.seed.features import SeedFeatureConfig, SeedFeatures
 
     waves = clips(batch)
     rng = np.random.default_rng(2)
@@ -206,7 +206,7 @@ if cfg["malloc"]:
     assert tune_malloc()
 torch.manual_seed(0)
 from digit_denoise.models import build_model, flops_per_sample
-from digit_denoise.runtime import compile_model
+from digit_denoise.training.distributed import compile_model
 from digit_denoise.models import wave_flops_per_second as flops_per_second
 if cfg["model"] == "fast":
     from digit_denoise.training.config import PRESETS
@@ -289,8 +289,8 @@ def bench_inference(seconds: float) -> dict:
         default = REPO / "src" / "digit_denoise" / "pretrained" / "default.safetensors"
         if default.is_file():
             methods.append(("ours: fast (shipped default)", Denoiser.from_checkpoint(default).enhance))
-        from digit_denoise.models import build_model
         from digit_denoise.checkpoint import model_meta
+        from digit_denoise.models import build_model
 
         seed = build_model("seed").eval()
         methods.append(("ours: seed U-Net (noisy phase)",

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from digit_denoise import checkpoint as ck
-from digit_denoise.features import SeedFeatureConfig
 from digit_denoise.models import build_model
+from digit_denoise.seed.features import SeedFeatureConfig
 
 TINY_WAVE = {"channels": 8, "dilations": [1, 2]}
 TINY_SEED = {"channels": [4, 8, 16]}

@@ -8,17 +8,25 @@ import sys
 
 import pytest
 import torch
+from helpers import make_manifest, train_cfg
 from torch import nn
 
 from digit_denoise.checkpoint import load_model, model_meta, save_checkpoint
 from digit_denoise.errors import UserError
-from digit_denoise.features import SeedFeatureConfig
-from digit_denoise.models import (AttnUNet, AttnUNetConfig, build_model, count_parameters, describe,
-                                  flops_per_sample, measure_receptive_field, model_config, receptive_field)
+from digit_denoise.models import (
+    AttnUNet,
+    AttnUNetConfig,
+    build_model,
+    count_parameters,
+    describe,
+    flops_per_sample,
+    measure_receptive_field,
+    model_config,
+    receptive_field,
+)
+from digit_denoise.seed.features import SeedFeatureConfig
 from digit_denoise.training.loop import train
 from digit_denoise.training.runlog import read_history
-
-from helpers import make_manifest, train_cfg
 
 TINY = {"channels": [4, 8, 16, 32]}
 

@@ -6,9 +6,21 @@ import numpy as np
 import pytest
 import torch
 
+from digit_denoise.data.batches import (
+    ClipAugment,
+    ClipBank,
+    generator,
+    make_batch,
+    peaking_eq,
+)
 from digit_denoise.errors import UserError
-from digit_denoise.data.batches import (ClipAugment, ClipBank, WaveBatchConfig, generator, make_batch,
-                                        parse_int_range, parse_snr_focus, peaking_eq)
+from digit_denoise.training.config import resolve_config
+from digit_denoise.training.inputs import wave_batch_config
+
+
+def batch_cfg(**kw):
+    """The batch settings of a run with these options (every default comes from TrainConfig)."""
+    return wave_batch_config(resolve_config("fast", **kw), 16000)
 
 
 def test_peaking_eq_hits_its_gain_and_leaves_zero_gain_alone():
@@ -42,7 +54,7 @@ def test_clip_augment_changes_voice_and_mic_as_a_pure_function_of_its_rng():
 def test_snr_focus_draws_its_share_from_the_focus_range():
     rng = np.random.default_rng(0)
     bank = ClipBank([rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(64)], ["a"] * 64)
-    cfg = WaveBatchConfig(snr=(5.0, 10.0), kinds=("white",), snr_focus=(-12.0, -4.0, 0.75))
+    cfg = batch_cfg(snr=(5.0, 10.0), noise="white", snr_focus=(-12.0, -4.0, 0.75))
     noisy, clean = make_batch(bank, torch.arange(64), cfg, generator("f", 0), {}, False)
     snr = 10 * torch.log10(clean.pow(2).sum(-1) / (noisy - clean).pow(2).sum(-1))
     low = (snr < -3.9).float().mean()
@@ -54,28 +66,25 @@ def test_babble_uses_the_configured_talker_counts():
     # each clip is a constant of its own level: babble of k unit-power talkers has a known sample set
     bank = ClipBank([np.full(16000, i + 1.0, np.float32) for i in range(10)], [str(i) for i in range(10)])
     for talkers in ((1, 1), (2, 8)):
-        cfg = WaveBatchConfig(snr=(0.0, 0.0), kinds=("babble",), babble_talkers=talkers)
+        cfg = batch_cfg(snr=(0.0, 0.0), noise="babble", babble_talkers=talkers)
         noisy, clean = make_batch(bank, torch.arange(4), cfg, generator("b", 0), {}, False)
         assert noisy.shape == (4, 16000) and torch.isfinite(noisy).all()
 
 
-def test_option_parsers():
-    assert parse_snr_focus("-12:-4@0.7") == (-12.0, -4.0, 0.7)
-    assert parse_snr_focus("") is None and parse_snr_focus("-5:0") == (-5.0, 0.0, 1.0)
-    assert parse_int_range("2:8", "x") == (2, 8) and parse_int_range("5", "x") == (5, 5)
-    for bad in ("-12:-4@2", "x@0.5", "-3@"):
-        with pytest.raises(UserError):
-            parse_snr_focus(bad)
-    for bad in ("0:3", "8:2", "a"):
-        with pytest.raises(UserError):
-            parse_int_range(bad, "babble-talkers")
+def test_the_batch_settings_are_the_run_config_s():
+    cfg = batch_cfg(snr="-12:8", snr_focus="-12:-4@0.7", babble_talkers="2:6", speed="0.9:1.1", eq_db=15)
+    assert (cfg.snr, cfg.snr_focus, cfg.babble_talkers, cfg.speed, cfg.eq_db) == (
+        (-12.0, 8.0), (-12.0, -4.0, 0.7), (2, 6), (0.9, 1.1), 15.0)
+    assert batch_cfg(noise="white,texture").kinds == ("white", "texture")
+    with pytest.raises(UserError, match="--noise 'hum'"):
+        batch_cfg(noise="white,hum")
 
 
 def test_batches_are_pure_functions_of_their_keys_and_hit_the_snr():
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (4000, 9000, 20000, 16000)]
     bank = ClipBank(waves, ["a", "b", "a", "c"])
-    cfg = WaveBatchConfig(snr=(5.0, 5.0), kinds=("white", "babble", "colored"), augment=False)
+    cfg = batch_cfg(snr=(5.0, 5.0), noise="white,babble,colored", augment=False)
     idx = torch.tensor([0, 1, 2, 3])
     n1, c1 = make_batch(bank, idx, cfg, generator("x", 1), {}, False)
     n2, c2 = make_batch(bank, idx, cfg, generator("x", 1), {}, False)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_targets import _summary
 
-from digit_denoise.card import build, main
 from digit_denoise.checkpoint import model_meta, save_checkpoint
 from digit_denoise.errors import UserError
 from digit_denoise.models import build_model
-
-from test_targets import _summary
+from tools.card import build, main
 
 
 def test_card_names_sources_and_numbers(tmp_path):
@@ -40,7 +39,7 @@ def test_card_names_sources_and_numbers(tmp_path):
     assert main(["--model", str(tmp_path / "ck"), "--method", "mine", "--reports", str(rep), "-o", str(out)]) == 0
     assert out.read_text() == text
     kept = tmp_path / "docs" / "reports"  # the slim copy kept in the repo gives the same card
-    from digit_denoise.compare.results import keep
+    from tools.results import keep
     assert build(str(tmp_path / "ck"), "mine", [keep(rep, kept)]) == text
     seed_eval = tmp_path / "seed-eval.json"  # an `evaluate` summary among them (docs/reports/*.json) is passed over
     seed_eval.write_text(json.dumps({"methods": {"model": {"mse": 0.01}}, "per_digit": {}}))
@@ -64,7 +63,7 @@ def test_card_of_a_fine_tuned_published_model_carries_its_mit_notice(tmp_path):
 
 
 def test_card_names_the_training_noise_it_had():
-    from digit_denoise.card import _noise_words
+    from tools.card import _noise_words
 
     assert _noise_words("white,pink,texture,babble,../shared/data/noise16k:seen") == (
         "coloured noise, synthetic noise textures, babble and real noise recordings (the `:seen` files)")

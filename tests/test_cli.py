@@ -33,7 +33,7 @@ def test_train_flags_come_from_the_config_dataclass():
     p = argparse.ArgumentParser()
     add_arguments(p)
     flags = {a.dest for a in p._actions}
-    assert {f.name for f in fields(TrainConfig)} <= flags
+    assert {f.name for f in fields(TrainConfig)} - {"recipe"} <= flags and "config" in flags  # recipe: --config
     helps = field_help()
     assert set(helps) == {f.name for f in fields(TrainConfig)} and "Adam learning rate" in helps["lr"]
     a = p.parse_args(["--manifest", "m.csv", "--out", "r", "--preset", "fast", "--lr", "3e-3", "--no-augment",

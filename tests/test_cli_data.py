@@ -10,8 +10,8 @@ import soundfile as sf
 
 from digit_denoise.audio import load_audio
 from digit_denoise.cli import main
-from digit_denoise.data.pairs import BabblePool, make_pair
 from digit_denoise.data.manifest import load_manifest
+from digit_denoise.data.pairs import BabblePool, make_pair
 
 SR = 8000
 

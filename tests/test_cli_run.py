@@ -6,12 +6,10 @@ import hashlib
 import json
 
 import numpy as np
-import pytest
 import soundfile as sf
+from helpers import make_corpus, tone
 
 from digit_denoise.cli import main
-
-from helpers import make_corpus, tone
 
 
 def _sha(p) -> str:

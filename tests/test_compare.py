@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from digit_denoise import compare as cmp
 from digit_denoise import metrics
+from digit_denoise.audio import resample
+from digit_denoise.compare import core as cmp
 from digit_denoise.compare import peers
-from digit_denoise.data.pairs import BabblePool, make_pair
-from digit_denoise.errors import UserError
 from digit_denoise.data.manifest import load_manifest, prepare, select, with_noise
 from digit_denoise.data.noise import NoiseConfig
-from digit_denoise.audio import resample
+from digit_denoise.data.pairs import BabblePool, make_pair
+from digit_denoise.errors import UserError
 
 SR = 8000
 SPEAKERS = {"alice": 190.0, "bob": 115.0, "carol": 235.0}
@@ -228,7 +228,7 @@ def test_cli_compare(manifest, tmp_path, capsys):
 
 def test_several_manifests_give_per_corpus_results(manifest, tmp_path):
     """A comma list of manifests: `--limit` clips of each corpus, and every table per corpus too."""
-    from digit_denoise.compare.results import main
+    from tools.results import main
 
     other = make_manifest(tmp_path / "second")  # the same layout under another file name: a second corpus
     renamed = other.with_name("other.csv")

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from digit_denoise.data.corpora import (detect_layout, parse_speaker_meta, pattern_regex, scan_corpus,
-                                   _norm_age, _norm_gender)
+from digit_denoise.data.corpora import (
+    _norm_age,
+    _norm_gender,
+    detect_layout,
+    parse_speaker_meta,
+    pattern_regex,
+    scan_corpus,
+)
 from digit_denoise.errors import UserError
 
 SR = 8000

@@ -12,13 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from model_files import save_seed_model, save_wave_model
 
-from digit_denoise import Denoiser
-from digit_denoise import enhance as enh
+from digit_denoise import Denoiser, pretrained
 from digit_denoise.cli import main
 from digit_denoise.errors import UserError
-
-from model_files import save_seed_model, save_wave_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,13 +111,13 @@ def test_seed_model_long_input_is_windowed(models):
     y = den.enhance(x, 8000)
     assert y.shape == x.shape and np.isfinite(y).all() and np.abs(y).max() > 0
     short = x[:12000]
-    np.testing.assert_array_equal(den.enhance(short, 8000), den.enhance_mono(short, 8000))
+    np.testing.assert_array_equal(den.enhance(short, 8000), den.seed_model.enhance_mono(short, 8000))
     whole = Denoiser.from_checkpoint(models["seed"], chunk_seconds=100).enhance(x, 8000)
     assert np.corrcoef(whole, y)[0, 1] > 0.8
 
 
 def test_default_model(models, tmp_path, monkeypatch):
-    monkeypatch.setattr(enh, "pretrained_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr(pretrained, "FOLDER", tmp_path / "none")
     with pytest.raises(UserError, match="no default model shipped.*--model"):
         Denoiser.default()
     src = tmp_path / "in.wav"
@@ -129,7 +127,7 @@ def test_default_model(models, tmp_path, monkeypatch):
     shipped.mkdir()
     for ext in ("safetensors", "json"):
         (shipped / f"default.{ext}").write_bytes((models["wave"] / f"model.{ext}").read_bytes())
-    monkeypatch.setattr(enh, "pretrained_dir", lambda: shipped)
+    monkeypatch.setattr(pretrained, "FOLDER", shipped)
     assert Denoiser.default().kind == "wave"
     assert main(["denoise", str(src), "-o", str(tmp_path / "out.wav")]) == 0
     assert sf.info(str(tmp_path / "out.wav")).frames == 4000
@@ -274,11 +272,11 @@ def test_empty_folder(models, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------ README
 def test_readme_example_runs(models, tmp_path, monkeypatch):
-    """The Python block of README's "Denoise your recordings" section, run as written."""
+    """The Python block of README's "Python API" section, run as written."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Denoise your recordings", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
     code = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert code, "README: no python example in 'Denoise your recordings'"
+    assert code, "README: no python example in 'Python API'"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     save_wave_model(tmp_path / "runs" / "fast")
@@ -288,6 +286,6 @@ def test_readme_example_runs(models, tmp_path, monkeypatch):
     shipped.mkdir(exist_ok=True)
     for ext in ("safetensors", "json"):
         (shipped / f"default.{ext}").write_bytes((shipped / "tmp" / f"model.{ext}").read_bytes())
-    monkeypatch.setattr(enh, "pretrained_dir", lambda: shipped)
+    monkeypatch.setattr(pretrained, "FOLDER", shipped)
     for block in code:
         exec(compile(block, "README.md", "exec"), {})

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from helpers import make_manifest
+from safetensors.torch import load_file
 
 ARGS = ["--preset", "fast", "--model-config", '{"channels": 8, "dilations": [1, 2]}', "--batch-size", "8",
         "--max-steps", "4", "--val-every", "1", "--lr", "3e-3", "--segment", "0.5", "--noise", "white,pink",

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import SR, make_manifest, tone, train_cfg
 
 from digit_denoise.enhance import Denoiser
 from digit_denoise.errors import UserError
 from digit_denoise.training.loop import train
-
-from helpers import SR, make_manifest, tone, train_cfg
 
 
 @pytest.fixture(scope="module")

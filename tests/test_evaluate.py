@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import make_manifest, train_cfg
 
+from digit_denoise.data.manifest import load_manifest, select
 from digit_denoise.data.pairs import BabblePool, make_pair
 from digit_denoise.errors import UserError
 from digit_denoise.evaluate import evaluate
-from digit_denoise.features import SeedFeatureConfig, wave_to_seed
-from digit_denoise.data.manifest import load_manifest, select
+from digit_denoise.seed.features import SeedFeatureConfig, wave_to_seed
 from digit_denoise.training.loop import train
-
-from helpers import make_manifest, train_cfg
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -134,11 +133,11 @@ def test_evaluate_user_errors(runs, tmp_path):
 
 
 def test_results_page_has_the_seed_recipe_rows_with_its_target(runs, tmp_path):
-    """``python -m digit_denoise.compare.results --seed-eval RUN/eval-test``: the model's MSE beside the
+    """``python -m tools.results --seed-eval RUN/eval-test``: the model's MSE beside the
     baselines and the ≥ 30 % target, also from the kept copy once the run folder is gone."""
     import shutil
 
-    from digit_denoise.compare.results import main
+    from tools.results import main
 
     root, m = runs
     run = tmp_path / "seedrun"
@@ -172,8 +171,8 @@ def test_results_page_has_the_seed_recipe_rows_with_its_target(runs, tmp_path):
 
 
 def test_seed_rows_say_where_a_run_started_and_whether_its_noise_was_fresh():
-    from digit_denoise.compare.results import _seed_extras
     from digit_denoise.compare.runinfo import _describe
+    from tools.results import _seed_extras
 
     t = _describe({"preset": "seed", "init": "/x/runs/seed1000", "fresh_noise": True, "augment": True})
     assert _seed_extras(t) == ", starting from `seed1000`, fresh noise and voice every epoch"

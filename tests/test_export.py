@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from model_files import save_seed_model, save_wave_model
 
 from digit_denoise.checkpoint import load_model
 from digit_denoise.cli import main
 from digit_denoise.errors import UserError
 from digit_denoise.export import export_onnx
-
-from model_files import save_seed_model, save_wave_model
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'digit-denoise[onnx]')")
 onnx = pytest.importorskip("onnx", reason="onnx not installed (pip install 'digit-denoise[onnx]')")
@@ -80,17 +79,17 @@ def test_cli_export_and_refusals(tmp_path, capsys):
 
 
 def test_no_default_model(tmp_path, monkeypatch):
-    from digit_denoise import enhance
+    from digit_denoise import pretrained
 
-    monkeypatch.setattr(enhance, "pretrained_dir", lambda: tmp_path)
+    monkeypatch.setattr(pretrained, "FOLDER", tmp_path)
     with pytest.raises(UserError, match="no default model"):
         export_onnx(None, tmp_path / "x.onnx")
 
 
 def test_seed_buggy_is_refused(tmp_path):
     from digit_denoise import checkpoint as ck
-    from digit_denoise.features import SeedFeatureConfig
     from digit_denoise.models import build_model
+    from digit_denoise.seed.features import SeedFeatureConfig
 
     m = build_model("seed-buggy", {"channels": [4, 8, 16]})
     meta = ck.model_meta("seed-buggy", m.config.to_dict(), {"kind": "seed", **SeedFeatureConfig().to_dict()}, 48000)

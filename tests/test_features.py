@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from digit_denoise import audio
-from digit_denoise.features import (
+from digit_denoise.seed.features import (
     SeedFeatureConfig,
     SeedFeatures,
     area_resize,
     mel_filterbank,
     wave_to_seed,
 )
-from digit_denoise.inversion import griffin_lim, mel_power_to_linear, seed_invert, seed_to_mel_power, with_phase
+from digit_denoise.seed.inversion import griffin_lim, mel_power_to_linear, seed_invert, seed_to_mel_power, with_phase
 
 librosa = pytest.importorskip("librosa")
 cv2 = pytest.importorskip("cv2")

@@ -10,9 +10,10 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from digit_denoise.checkpoint import load_model, packaged_model
+from digit_denoise.checkpoint import load_model
 from digit_denoise.models import build_model
 from digit_denoise.models.gtcrn import GTCRN, GTCRNConfig, erb_filterbank, noncausal_state
+from digit_denoise.pretrained import packaged_path as packaged_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "pretrained"
 
@@ -82,7 +83,7 @@ def test_any_length_comes_back_with_its_length(n):
 
 
 def test_compare_knows_the_packaged_model():
-    from digit_denoise.compare import resolve_methods
+    from digit_denoise.compare.methods import resolve_methods
 
     methods, _ = resolve_methods("noisy,gtcrn")
     assert [m.name for m in methods] == ["noisy", "gtcrn"]

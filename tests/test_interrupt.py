@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from helpers import make_manifest
+from safetensors.torch import load_file
 
 MAX_STEPS = 40
 PRESETS = {

@@ -17,10 +17,10 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "digit_denoise"
 # Lowest first. A module may import its own layer or lower ones; a package name covers its modules.
 LAYERS = [
     ("core", {"version", "errors", "progress", "runtime", "dictconfig"}),
-    ("signal and models", {"audio", "features", "inversion", "metrics", "losses", "figures", "models"}),
-    ("data and model files", {"data", "checkpoint"}),
+    ("signal and models", {"audio", "metrics", "losses", "figures", "models", "pretrained"}),
+    ("data and model files", {"data", "seed", "checkpoint"}),
     ("inference and training", {"enhance", "training"}),
-    ("tools", {"compare", "denoise", "export", "ship", "evaluate", "card", "serve"}),
+    ("tools", {"compare", "denoise", "export", "evaluate", "serve"}),
     ("entry points", {"demo", "cli", "__main__", "__init__"}),
 ]
 
@@ -114,7 +114,37 @@ def test_the_checker_sees_lazy_and_relative_imports():
     g = graph()
     assert "enhance" in g["__init__"]  # a lazy import inside __getattr__
     assert "data.noise" in g["data.pairs"] and "audio" in g["data.noise"]  # relative, one and two dots
-    assert "compare.peers" in g["compare.core"]  # `from . import peers` inside a method
+    assert "compare.peers" in g["compare.core"]  # `from . import peers`
+
+
+# Imports a function may still make: the CLI's per-command ones and the package's lazy ``Denoiser`` (they
+# keep ``--version`` / ``--help`` free of torch), optional extras, and a private torch module.
+INNER_IMPORTS_ALLOWED = {"cli", "__init__"}
+OPTIONAL = {"pesq", "pystoi", "espeakng_loader", "onnx", "onnxruntime", "torch._inductor"}
+
+
+def test_imports_are_at_the_top_of_every_module():
+    """A module's dependencies can be read from its top: no import inside a function (see the exceptions)."""
+    found = []
+    for name, path in modules().items():
+        if name in INNER_IMPORTS_ALLOWED:
+            continue
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for n in ast.walk(fn):
+                    if isinstance(n, (ast.Import, ast.ImportFrom)):
+                        mod = n.module if isinstance(n, ast.ImportFrom) and not n.level else (
+                            "." * getattr(n, "level", 0) + (getattr(n, "module", None) or "") if isinstance(
+                                n, ast.ImportFrom) else n.names[0].name)
+                        if not any(mod == o or mod.startswith(o + ".") for o in OPTIONAL):
+                            found.append(f"{name}: {mod} inside {fn.name}()")
+    assert not found, "\n".join(found)
+
+
+def test_no_lazy_module_getattr_outside_the_top_package():
+    lazy = [name for name, path in modules().items() if name != "__init__"
+            and "def __getattr__(" in path.read_text(encoding="utf-8")]
+    assert not lazy, lazy
 
 
 if __name__ == "__main__":  # python tests/test_layers.py: the layers and who imports whom (docs/architecture.md)

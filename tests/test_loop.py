@@ -9,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_MODEL, make_manifest, train_cfg
 from safetensors.torch import load_file
 
 from digit_denoise.errors import UserError
-from digit_denoise.runtime import compile_model
 from digit_denoise.training.config import PRESETS
+from digit_denoise.training.distributed import compile_model
 from digit_denoise.training.inputs import SeedData
 from digit_denoise.training.loop import train
 from digit_denoise.training.runlog import read_history
-
-from helpers import TINY_MODEL, make_manifest, train_cfg
 
 
 @pytest.fixture(autouse=True)
@@ -161,10 +160,10 @@ def test_bad_options_are_user_errors(tmp_path, manifest):
 def test_feature_cache_follows_file_changes(tmp_path, manifest):
     import soundfile as sf
 
-    from digit_denoise.data.pairs import _CACHE, BabblePool
-    from digit_denoise.data.seed_cache import cache_dir, cached_seed_images
-    from digit_denoise.features import SeedFeatureConfig
     from digit_denoise.data.manifest import load_manifest, select
+    from digit_denoise.data.pairs import _CACHE, BabblePool
+    from digit_denoise.seed.cache import cache_dir, cached_seed_images
+    from digit_denoise.seed.features import SeedFeatureConfig
 
     rows = select(load_manifest(manifest), "val", 3)
     feat, pool = SeedFeatureConfig(), BabblePool(rows)
@@ -349,8 +348,8 @@ def test_no_regress_measures_against_the_init_weights_even_after_a_resume(tmp_pa
     while the weights equal the teacher's, so two runs, with and without it, take the same first step;
     at validation the guarded run adds what its clips lost against the teacher. A resumed run keeps the
     --init weights as its teacher, not the checkpoint it resumes from."""
-    from digit_denoise.training.loop import Loop
     from digit_denoise.training.distributed import Dist
+    from digit_denoise.training.loop import Loop
 
     monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
     man = manifest_path(tmp_path)
@@ -366,8 +365,6 @@ def test_no_regress_measures_against_the_init_weights_even_after_a_resume(tmp_pa
     assert on > off  # a big first step makes some validation clips worse than the teacher
     from digit_denoise.checkpoint import load_model
     from digit_denoise.losses import harm, neg_si_sdr
-    from digit_denoise.training.distributed import Dist
-    from digit_denoise.training.loop import Loop
 
     loop = Loop(train_cfg(man, tmp_path / "on", max_steps=2, lr=5e-2, init=base, no_regress=1.0, **kw), False,
                 Dist(torch.device("cpu")))
@@ -417,8 +414,8 @@ def test_wave_training_learns_and_resumes_exactly(tmp_path, monkeypatch):
 
 def test_waveform_training_merges_manifests(tmp_path, monkeypatch):
     """`--manifest a.csv,b.csv`: train/val rows of both; evaluate uses the first manifest."""
-    from digit_denoise.evaluate import _run_manifest
     from digit_denoise.data.manifest import load_manifest, select
+    from digit_denoise.evaluate import _run_manifest
     from digit_denoise.training.inputs import make_wave_data
 
     monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
@@ -430,7 +427,7 @@ def test_waveform_training_merges_manifests(tmp_path, monkeypatch):
     assert len(data.train) == n1 + n2 > max(n1, n2)
     train(cfg)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["manifest"]
-    assert saved == f"{m1.resolve()},{m2.resolve()}"
+    assert saved == [str(m1.resolve()), str(m2.resolve())]
     assert Path(_run_manifest(tmp_path / "run", None)) == m1.resolve()
 
 

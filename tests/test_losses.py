@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-import numpy as np
-
-from digit_denoise.losses import compressed_spectrum, harm, mrstft, neg_si_sdr, spec_sisdr, wave_loss, guarded
+from digit_denoise.losses import compressed_spectrum, guarded, harm, mrstft, neg_si_sdr, spec_sisdr, wave_loss
 
 
 def _x(*shape, seed=0):

@@ -13,11 +13,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from digit_denoise.errors import UserError
-from digit_denoise.data.manifest import (COLUMNS, assign_splits, build_manifest, load_manifest, manifest_text,
-                                    parse_test_speakers, prepare, select, summary_table, with_noise,
-                                    write_manifest)
+from digit_denoise.data.manifest import (
+    COLUMNS,
+    assign_splits,
+    build_manifest,
+    load_manifest,
+    manifest_text,
+    parse_test_speakers,
+    prepare,
+    select,
+    summary_table,
+    with_noise,
+    write_manifest,
+)
 from digit_denoise.data.noise import NoiseConfig
+from digit_denoise.errors import UserError
 
 SR = 8000
 SPEAKERS = ("01", "02", "03", "04", "05", "06", "28", "56")

@@ -20,11 +20,9 @@ from typing import Callable
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from model_files import save_wave_model
 
 from digit_denoise.cli import main
-
-from model_files import save_wave_model
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,22 @@ import pytest
 import soundfile as sf
 from scipy.signal import welch
 
+from digit_denoise.data.noise import (
+    TRAINING_KINDS,
+    NoiseConfig,
+    NoiseFolder,
+    babble,
+    clip_rng,
+    colored_noise,
+    loop_crop,
+    measured_snr,
+    mix_at_snr,
+    noise_signal,
+    parse_kinds,
+    parse_snr,
+    texture_noise,
+)
 from digit_denoise.errors import UserError
-from digit_denoise.data.batches import parse_wave_noise
-from digit_denoise.data.noise import (NoiseConfig, NoiseFolder, babble, clip_rng, colored_noise, loop_crop, noise_signal,
-                                 measured_snr, mix_at_snr, parse_snr, texture_noise)
 
 
 def tone(sr: int = 8000, dur: float = 0.3, f0: float = 180.0) -> np.ndarray:
@@ -245,6 +257,6 @@ def test_texture_noise_is_unit_rms_seeded_and_not_stationary():
     assert texture_noise(0, clip_rng(0, "e"), 16000).size == 0
     # a training kind that noise_signal makes, not one a manifest or an evaluation grid may name
     assert np.array_equal(noise_signal("texture", 16000, clip_rng(0, "t3"), sr=16000), xs[3])
-    assert "texture" in parse_wave_noise("white,texture")
+    assert "texture" in parse_kinds("white,texture", TRAINING_KINDS)
     with pytest.raises(UserError):
         NoiseConfig.parse("texture", "0")

@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 
 from digit_denoise.audio import load_audio
-from digit_denoise.data.pairs import AudioCache, BabblePool, make_pair, mix_to_disk
-from digit_denoise.errors import UserError
 from digit_denoise.data.manifest import build_manifest, load_manifest, write_manifest
 from digit_denoise.data.noise import NoiseConfig, clip_rng, measured_snr
+from digit_denoise.data.pairs import AudioCache, BabblePool, make_pair, mix_to_disk
+from digit_denoise.errors import UserError
 
 SR = 16000
 SPEAKERS = ("01", "02", "03", "04", "05", "06")

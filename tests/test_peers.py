@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from digit_denoise.compare import peers
 from digit_denoise.audio import resample
+from digit_denoise.compare import peers
 from digit_denoise.errors import UserError
 
 AVAILABLE = [n for n, why in peers.available_methods().items() if why is None]

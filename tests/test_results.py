@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from test_compare import CONDITIONS, manifest, result  # noqa: F401  (module fixtures: one compare run)
 
 
 def test_results_page_is_generated_from_the_report(result, tmp_path):
-    from digit_denoise.compare.results import main
+    from tools.results import main
 
     out = tmp_path / "docs" / "results.md"
     s, folder = result
@@ -36,10 +34,10 @@ def test_a_kept_summary_copy_still_describes_a_run_folder_that_is_gone(manifest,
     gives the same page after the run folder is deleted."""
     import shutil
 
-    from digit_denoise import compare as cmp
     from digit_denoise.checkpoint import model_meta, save_checkpoint
-    from digit_denoise.compare.results import main
+    from digit_denoise.compare import core as cmp
     from digit_denoise.models import build_model
+    from tools.results import main
 
     run = tmp_path / "run"
     cfg = {"channels": 8, "dilations": [1, 2]}
@@ -67,7 +65,7 @@ def test_a_kept_summary_copy_still_describes_a_run_folder_that_is_gone(manifest,
 def test_kept_copy_is_small_and_gives_the_same_page(result, tmp_path):  # noqa: F811
     """--keep DIR writes each report's summary (means and counts only) to DIR/NAME.json; the page built from the
     copy is the one built from the report."""
-    from digit_denoise.compare.results import main
+    from tools.results import main
 
     s, folder = result
     a, b = tmp_path / "a.md", tmp_path / "b.md"
@@ -80,7 +78,7 @@ def test_kept_copy_is_small_and_gives_the_same_page(result, tmp_path):  # noqa: 
 
 
 def test_chain_option_writes_the_learning_curve_and_its_figure_beside_the_page(result, tmp_path):
-    from digit_denoise.compare.results import main
+    from tools.results import main
 
     _, folder = result
     out = tmp_path / "docs" / "page.md"

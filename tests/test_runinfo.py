@@ -8,8 +8,8 @@ import json
 def test_results_describe_runs_and_model_files(tmp_path):
     """The ablation columns come from a run's config.json or from the JSON beside a model file."""
     from digit_denoise.checkpoint import model_meta, save_checkpoint
-    from digit_denoise.models import build_model
     from digit_denoise.compare.runinfo import run_info
+    from digit_denoise.models import build_model
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from digit_denoise import runtime
+from digit_denoise.training.distributed import compile_model
 
 
 def _cache_env(monkeypatch, value):
@@ -27,19 +28,19 @@ def test_compile_keeps_one_kernel_cache_per_instruction_set(monkeypatch, tmp_pat
     base = os.path.abspath(default_cache_dir())
     for before in (None, base):  # unset, or the default importing torch._dynamo writes there
         _cache_env(monkeypatch, before)
-        net = runtime.compile_model(torch.nn.Linear(2, 2))
+        net = compile_model(torch.nn.Linear(2, 2))
         assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == f"{base}_{cap}"
         assert callable(net)
     mine = str(tmp_path / "my-cache")  # the user's own choice is kept
     _cache_env(monkeypatch, mine)
-    runtime.compile_model(torch.nn.Linear(2, 2))
+    compile_model(torch.nn.Linear(2, 2))
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == mine
 
 
 COMPILE_SNIPPET = textwrap.dedent(
     """
     import torch
-    from digit_denoise.runtime import compile_model
+    from digit_denoise.training.distributed import compile_model
 
     class M(torch.nn.Module):
         def forward(self, x):

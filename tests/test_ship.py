@@ -16,13 +16,15 @@ def _x(*shape, seed=0):
 
 
 @pytest.mark.numerics
-def test_ship_writes_a_half_precision_default_that_loads(tmp_path):
+def test_ship_writes_a_half_precision_model_that_loads(tmp_path):
     from digit_denoise.checkpoint import model_meta, save_checkpoint
-    from digit_denoise.ship import ship
+    from tools.ship import ship
 
     m = build_model("masknet", TINY).eval()
     save_checkpoint(tmp_path / "ck", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"}, 16000))
-    path = ship(tmp_path / "ck", tmp_path / "pre", note={"trained_on": "test"})
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text('preset = "fast"\nout = "runs/tiny"\n')
+    path = ship(tmp_path / "ck", "tiny", tmp_path / "pre", note={"trained_on": "test"}, recipe=str(recipe))
     m2, meta = load_model(path)
     assert meta["weights_dtype"] == "float16" and meta["trained_on"] == "test"
     assert next(m2.parameters()).dtype == torch.float32
@@ -30,36 +32,58 @@ def test_ship_writes_a_half_precision_default_that_loads(tmp_path):
     with torch.no_grad():
         a, b = m(x), m2(x)
     assert float((a - b).abs().max()) < 1e-2 * float(a.abs().max())
-    exact = ship(tmp_path / "ck", tmp_path / "pre", name="exact", dtype="float32")  # the measured weights, bit for bit
+    exact = ship(tmp_path / "ck", "exact", tmp_path / "pre", dtype="float32", recipe=str(recipe))  # bit for bit
     m3, meta3 = load_model(exact)
     assert meta3["weights_dtype"] == "float32" and exact.stat().st_size > 1.8 * path.stat().st_size  # header aside
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in m3.state_dict().items())
 
 
-def test_ship_records_the_training_run(tmp_path, monkeypatch):
-    """The shipped JSON carries what the run learned from (not where it ran) and its wall time."""
+def test_ship_records_the_recipe_and_no_machine_paths(tmp_path, monkeypatch):
+    """The shipped JSON carries what the run learned from (not where it ran), the recipe that made it (checked
+    against the run), relative paths and its wall time."""
     import json
 
-    from helpers import make_manifest, train_cfg
+    from helpers import make_manifest
 
-    from digit_denoise.ship import ship
+    from digit_denoise.errors import UserError
+    from digit_denoise.training.config import load_config
     from digit_denoise.training.loop import train
+    from tools.ship import ship
 
     monkeypatch.setenv("DIGIT_DENOISE_CACHE", str(tmp_path / "cache"))
-    run = tmp_path / "run"
-    train(train_cfg(make_manifest(tmp_path / "data"), run, preset="fast", model_config=dict(TINY), batch_size=8,
-                    max_steps=4, val_every=2, segment=0.5, noise="white", snr="0:5"))
-    path = ship(run, tmp_path / "pre", name="small")
+    monkeypatch.chdir(tmp_path)  # the checkout
+    make_manifest(tmp_path / "data")
+    recipe = tmp_path / "recipes" / "small.toml"
+    recipe.parent.mkdir()
+    recipe.write_text('preset = "fast"\nmanifest = ["data/manifest.csv"]\nmodel_config = { channels = 8, '
+                      'dilations = [1, 2] }\nbatch_size = 8\nmax_steps = 4\nval_every = 2\nsegment = 0.5\n'
+                      'noise = ["white"]\nsnr = [0, 5]\nthreads = 1\ndevice = "cpu"\nout = "runs/small"\n')
+    train(load_config("recipes/small.toml"))
+    path = ship("runs/small", "small", tmp_path / "pre")
     meta = json.loads(path.with_suffix(".json").read_text())
     t = meta["training"]
-    assert t["preset"] == "fast" and t["noise"] == "white" and t["manifest"].endswith("manifest.csv")
+    assert t["preset"] == "fast" and t["noise"] == ["white"] and t["manifest"] == ["data/manifest.csv"]
+    assert t["recipe"] == "recipes/small.toml" and str(tmp_path) not in path.with_suffix(".json").read_text()
     assert "threads" not in t and "out" not in t and t["elapsed_s"] > 0 and t["samples_per_s"] > 0
     assert path.name == "small.safetensors" and load_model(path)[1]["step"] == meta["step"]
+    other = tmp_path / "recipes" / "other.toml"
+    other.write_text(recipe.read_text().replace("snr = [0, 5]", "snr = [0, 6]"))
+    with pytest.raises(UserError, match=r"other.toml: does not match the run .*snr: \[0.0, 5.0\] → \[0.0, 6.0\]"):
+        ship("runs/small", "small", tmp_path / "pre", recipe=str(other))
+    cfg = load_config("recipes/small.toml", out="runs/flags")
+    cfg.recipe = ""  # trained from flags alone
+    train(cfg)
+    with pytest.raises(UserError, match="not made from a recipe file; pass --recipe"):
+        ship("runs/flags", "flags", tmp_path / "pre")
+    with pytest.raises(UserError, match="not in the registry"):
+        ship("runs/small", "no-such-name")
 
 
 def test_packaged_models_resolve_by_name():
-    from digit_denoise.checkpoint import PACKAGED_MODELS, packaged_model
+    from digit_denoise.pretrained import REGISTRY, available, packaged_path
 
-    for name in PACKAGED_MODELS:
+    assert available() == list(REGISTRY)  # this checkout ships every registered model
+    for name in REGISTRY:
         model, meta = load_model(name)
-        assert packaged_model(name).is_file() and model.kind == "wave" and meta["sample_rate"] == 16000
+        assert packaged_path(name).is_file() and model.kind == "wave" and meta["sample_rate"] == 16000
+        assert meta["model"] == REGISTRY[name].family

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import make_manifest, train_cfg
 
 from digit_denoise.checkpoint import load_model, model_meta, save_checkpoint
 from digit_denoise.losses import neg_si_sdr
@@ -17,8 +18,6 @@ from digit_denoise.models.tasnet import TasNetConfig
 from digit_denoise.training.config import resolve_config
 from digit_denoise.training.loop import train
 from digit_denoise.training.runlog import read_history
-
-from helpers import make_manifest, train_cfg
 
 TINY = {"filters": 16, "bottleneck": 8, "hidden": 16, "dilations": [1, 2, 4]}
 

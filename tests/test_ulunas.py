@@ -10,11 +10,12 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from digit_denoise.checkpoint import load_model, packaged_model
+from digit_denoise.checkpoint import load_model
 from digit_denoise.errors import UserError
 from digit_denoise.models import build_model, model_config
 from digit_denoise.models.gtcrn import erb_filterbank
 from digit_denoise.models.ulunas import ULUNAS, ULUNASConfig
+from digit_denoise.pretrained import packaged_path as packaged_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "pretrained"
 
@@ -90,7 +91,7 @@ def test_the_registry_self_check(capsys):
 
 
 def test_compare_knows_the_packaged_model():
-    from digit_denoise.compare import resolve_methods
+    from digit_denoise.compare.methods import resolve_methods
 
     methods, _ = resolve_methods("noisy,ul-unas")
     assert [m.name for m in methods] == ["noisy", "ul-unas"]

@@ -29,6 +29,16 @@ AUDIO_FORMATS = {
 }
 AUDIO_EXTENSIONS = tuple(AUDIO_FORMATS)
 
+# output formats of `denoise --format`: name → (libsndfile format, subtype or None for its default, extension)
+FORMATS = {
+    "wav": ("WAV", None, ".wav"),
+    "flac": ("FLAC", None, ".flac"),
+    "ogg": ("OGG", "VORBIS", ".ogg"),
+    "opus": ("OGG", "OPUS", ".opus"),
+    "mp3": ("MP3", "MPEG_LAYER_III", ".mp3"),
+    "aiff": ("AIFF", None, ".aiff"),
+}
+
 
 @dataclass(frozen=True)
 class AudioInfo:

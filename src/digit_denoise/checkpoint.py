@@ -26,8 +26,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .version import __version__
 from .errors import UserError
+from .models import available_models, build_model
+from .pretrained import available, packaged_path
+from .version import __version__
 
 FORMAT = "digit-denoise-model"
 FORMAT_VERSION = 1
@@ -78,36 +80,15 @@ def recover(folder: str | Path) -> Path:
     return folder
 
 
-# models shipped inside the package, by name: (file stem in pretrained/, what it is)
-PACKAGED_MODELS = {
-    "default": ("default", "the shipped default model (docs/model-card.md)"),
-    "fast": ("fast", "the small fast model (the `fast` preset, FSDD): under noisereduce's CPU cost"),
-    "gtcrn": ("gtcrn-dns3", "GTCRN as published, trained on DNS3 by its authors (MIT)"),
-    "ul-unas": ("ul-unas-dns3", "UL-UNAS as published, trained on DNS3 by its authors (MIT)"),
-    "gtcrn-ft": ("gtcrn-ft", "GTCRN made non-causal and fine-tuned here at low SNR on speech16k + FSDD; over the "
-                             "default's CPU budget (docs/results.md)"),
-    "ul-unas-ft": ("ul-unas-ft", "UL-UNAS fine-tuned here at low SNR on speech16k + FSDD: the best mean on the test "
-                                 "set, but over the default's CPU budget (docs/results.md)"),
-}
-
-
-def packaged_model(name: str) -> Path | None:
-    """The shipped ``.safetensors`` of a packaged model name (``gtcrn``), or None."""
-    if name not in PACKAGED_MODELS:
-        return None
-    path = Path(__file__).resolve().parent / "pretrained" / f"{PACKAGED_MODELS[name][0]}.safetensors"
-    return path if path.is_file() else None
-
-
 def resolve(path: str | Path) -> tuple[Path, Path]:
     """Find (weights file, json file) for a run folder, a checkpoint folder, a .safetensors/.json file or
-    the name of a model shipped with the package (:data:`PACKAGED_MODELS`, when no such file exists)."""
+    the name of a model shipped with the package (:mod:`.pretrained`, when no such file exists)."""
     p = Path(path)
-    if not p.exists() and packaged_model(str(path)) is not None:
-        p = packaged_model(str(path))
+    if not p.exists() and packaged_path(str(path)) is not None:
+        p = packaged_path(str(path))
     if not p.exists():
-        raise UserError(f"{p}: model not found; pass a run folder (runs/NAME), a checkpoint folder or a "
-                        ".safetensors file")
+        raise UserError(f"{p}: model not found; pass a run folder (runs/NAME), a checkpoint folder, a "
+                        f".safetensors file or a shipped model ({', '.join(available())})")
     if p.is_dir():
         for cand in (p, p / "checkpoints" / "best", p / "checkpoints" / "last"):
             recover(cand)
@@ -147,8 +128,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
 
     Used by resume, evaluate, the CLI and the Python API. Never executes code from the file.
     """
-    from .models import available_models, build_model
-
     weights, js = resolve(path)
     meta = read_meta(js)
     name = meta.get("model")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 
-from .version import __version__
+from . import pretrained
 from .errors import UserError
 from .runtime import tune_malloc
+from .version import __version__
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -36,8 +38,8 @@ def cmd_prepare(a) -> int:
 
 
 def cmd_mix(a) -> int:
-    from .data.pairs import mix_to_disk
     from .data.manifest import load_manifest, select
+    from .data.pairs import mix_to_disk
 
     rows = load_manifest(a.manifest)
     mix_to_disk(select(rows, a.split, a.limit), a.out, sr=a.sample_rate, overwrite=a.overwrite, all_rows=rows)
@@ -197,7 +199,7 @@ def cmd_denoise(a) -> int:
 
 
 def add_denoise(sub) -> None:
-    from .denoise import FORMATS
+    from .audio import FORMATS
 
     p = _add(sub, "denoise", "denoise recordings: files or folders (recursive, tree kept), any format libsndfile "
              "reads, any rate, length and channel count; exit 0 all done, 1 some files failed, 2 usage error",
@@ -206,8 +208,8 @@ def add_denoise(sub) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output file (one input file) or folder (several inputs, a folder, or a path ending in /)")
     p.add_argument("--model", default=None,
-                   help="run folder, checkpoint folder or .safetensors file (default %(default)s: the model "
-                        "shipped with this install)")
+                   help="a shipped model by name or a run folder, checkpoint folder or .safetensors file (default: "
+                        "the shipped `default`). Shipped: " + pretrained.help_text().replace("%", "%%"))
     p.add_argument("--format", default=None, choices=list(FORMATS),
                    help="output format (default %(default)s: the input's format and sample type; FLAC where that "
                         "cannot be written)")
@@ -233,21 +235,18 @@ def cmd_export(a) -> int:
 
 
 def add_export(sub) -> None:
-    from .export import OPSET
-
     p = _add(sub, "export", "export a model to ONNX (checked against PyTorch with onnxruntime when installed)",
              cmd_export)
     p.add_argument("model", nargs="?", default=None,
-                   help="run folder, checkpoint folder or .safetensors file (default %(default)s: the shipped model)")
+                   help="a shipped model by name (" + ", ".join(pretrained.names()) + ") or a run folder, checkpoint "
+                        "folder or .safetensors file (default: the shipped `default`)")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset version")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: 17, the tested one)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
 
 def _compare_command(a) -> str:
     """The command line as parsed (every option spelled out, defaults included)."""
-    import shlex
-
     parts = ["digit-denoise", "compare"]
     for opt in ("manifest", "out", "split", "methods", "noise", "snr", "seed", "limit", "workers", "examples",
                 "babble_talkers"):
@@ -260,7 +259,7 @@ def _compare_command(a) -> str:
 
 
 def cmd_compare(a) -> int:
-    from .compare import compare
+    from .compare.core import compare
 
     s = compare(a.manifest, a.out, split=a.split, methods=a.methods, noise=a.noise, snr=a.snr, seed=a.seed,
                 limit=a.limit, overwrite=a.overwrite, workers=a.workers, examples=a.examples,
@@ -309,7 +308,8 @@ def add_serve(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port")
     p.add_argument("--model", action="append", default=None,
-                   help="a run folder or model file to offer beside the shipped models (repeatable)")
+                   help="a run folder or model file to offer beside the shipped models (" + ", ".join(pretrained.names())
+                        + "; repeatable)")
     p.add_argument("--workers", type=int, default=2, help="requests denoised at once")
     p.add_argument("--queue", type=int, default=8, help="requests waiting for a worker; more get 503 + Retry-After")
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted (MB)")

@@ -12,18 +12,21 @@ import sys
 import time
 from pathlib import Path
 
+from .compare.core import compare
+from .data.manifest import load_manifest, prepare, select, summary_table
+from .data.noise import NoiseConfig
+from .data.pairs import mix_to_disk
+from .data.synth import synthesize_corpus
+from .denoise import denoise_paths
 from .errors import UserError
+from .evaluate import evaluate
+from .pretrained import packaged_path
+from .runtime import tune_malloc
+from .training.config import resolve_config
+from .training.loop import train
 
 
 def run_demo(out: str | Path, speakers: int = 12, takes: int = 4, steps: int = 40, seed: int = 0) -> dict:
-    from .data.pairs import mix_to_disk
-    from .evaluate import evaluate
-    from .data.manifest import load_manifest, prepare, select, summary_table
-    from .data.noise import NoiseConfig
-    from .data.synth import synthesize_corpus
-    from .training.config import resolve_config
-    from .training.loop import train
-
     out = Path(out)
     t0 = time.perf_counter()
     corpus = out / "corpus"
@@ -46,17 +49,14 @@ def run_demo(out: str | Path, speakers: int = 12, takes: int = 4, steps: int = 4
     print("[4/6] evaluating on the test speakers", flush=True)
     ev = evaluate(run, "test", n_examples=3)
     print("[5/6] denoising the noisy test clips written to disk", flush=True)
-    from .denoise import denoise_paths
 
     noisy_files = [r.noisy_path for r in load_manifest(noisy_dir / "manifest.csv")]
     denoise_paths(noisy_files, str(out / "denoised"), model=str(run), overwrite=True)
-    from .enhance import default_model_path
 
-    default = default_model_path()
+    default = packaged_path("default")
     print("[6/6] the shipped default model: denoise the same clips, then compare everything on 12 test clips "
           "(white and babble noise at -8 dB, SI-SDR / PESQ / STOI)", flush=True)
     denoise_paths(noisy_files, str(out / "denoised-default"), model=str(default), overwrite=True)
-    from .compare import compare
 
     cmp = compare(manifest, out / "compare", split="test", methods=["noisy", "wiener", "oracle-irm", str(run),
                   str(default)], noise="white,babble", snr="-8", seed=seed, limit=12, overwrite=True, examples=2)
@@ -80,8 +80,6 @@ def run_demo(out: str | Path, speakers: int = 12, takes: int = 4, steps: int = 4
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runtime import tune_malloc
-
     tune_malloc()  # as the CLI does (faster CPU torch)
     p = argparse.ArgumentParser(prog="python -m digit_denoise.demo", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)

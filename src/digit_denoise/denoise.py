@@ -31,19 +31,12 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from .audio import AUDIO_FORMATS, AudioInfo, atomic_path, info, read_blocks, write_blocks
+from .audio import AUDIO_FORMATS, FORMATS, AudioInfo, atomic_path, info, read_blocks, write_blocks
+from .enhance import Denoiser
 from .errors import UserError
 from .progress import progress, say
 
 # --format NAME → (libsndfile format, subtype or None for "the input's if it fits", file extension)
-FORMATS = {
-    "wav": ("WAV", None, ".wav"),
-    "flac": ("FLAC", None, ".flac"),
-    "ogg": ("OGG", "VORBIS", ".ogg"),
-    "opus": ("OGG", "OPUS", ".opus"),
-    "mp3": ("MP3", "MPEG_LAYER_III", ".mp3"),
-    "aiff": ("AIFF", None, ".aiff"),
-}
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # can hold values beyond ±1: never limited
 HIGH_RES = ("PCM_24", "PCM_32", "FLOAT", "DOUBLE")
 LIMIT = 0.99  # peak after limiting (-0.09 dBFS)
@@ -271,8 +264,6 @@ def denoise_paths(inputs: list[str], output: str, *, model: str | None = None, p
 
     ``model``: a run folder, checkpoint folder or .safetensors file; None: the shipped default.
     """
-    from .enhance import Denoiser
-
     jobs = plan(inputs, output, fmt=fmt, recursive=recursive, overwrite=overwrite)
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
     den = Denoiser.from_checkpoint(model, phase=phase, gl_iters=gl_iters) if model else \

@@ -15,53 +15,29 @@ window kept, short cross-fades inside the discarded context → soxr back to the
 Because every kept sample saw its whole receptive field and windows start on the hop grid, the
 chunked output equals whole-input processing to float rounding (tested at 1e-5).
 
-Seed-representation models (kind ``"seed"``): one window = one clip → 48 kHz → 112×112 image →
-model → image → mel power at the clip's own frame count and absolute level (see
-:func:`inversion.seed_to_mel_power`) → linear magnitude → waveform with the noisy input's phase
-(default; much better SI-SDR) or Griffin-Lim → back to the input's rate and length. The seed
-representation is per clip (min-max normalised, resized to 112 frames), so windows are kept close
-to the training clips' length: inputs up to ``SEED_WINDOW_S`` (2 s) are one clip; longer ones are 2 s windows cross-faded over 0.4 s. Each window has its own level
-normalisation, so chunked and whole-clip outputs differ more than for waveform models (the model
-never saw 30-s clips squeezed into 112 frames anyway).
+Seed-representation models (kind ``"seed"``) denoise clip by clip through :class:`.seed.infer.SeedInference`:
+2-s windows cross-faded over 0.4 s, each normalised on its own, so chunked and whole-clip outputs
+differ more than for waveform models (the model never saw 30-s clips squeezed into 112 frames anyway).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from .audio import read_blocks, resample, resample_stream
+from .audio import info, read_blocks, resample_stream
 from .checkpoint import load_model
 from .errors import UserError
-from .features import SeedFeatureConfig, wave_to_seed
-from .inversion import seed_invert
+from .pretrained import packaged_path
+from .seed.infer import SEED_WINDOW_S, SeedInference
 
 PHASES = ("noisy", "griffinlim")
 KINDS = ("seed", "wave")
 WAVE_CHUNK_S = 30.0  # waveform models: seconds of output per model call (plus context each side)
-SEED_WINDOW_S = 2.0  # seed models: seconds per clip (inputs this short are one clip)
-SEED_FADE_S = 0.4  # seed models: cross-fade between windows
-SEED_DISCARD_S = 0.1  # seed models: edge of each window that is not used at all (STFT edge effects)
-
-
-def clean_level_stats(stats: dict, feat: SeedFeatureConfig) -> dict:
-    """How a predicted [0, 1] image is mapped back to absolute levels.
-
-    The model predicts the *clean* clip's normalised image. Clean clips span the full floor:
-    measured on FSDD test clips, every clean image's dB range is exactly [-top_db, 0] = [-80, 0]
-    (the floor of ``power_to_db``), while noisy images span only about [-63, 0]. So a predicted
-    value v maps to ``dB = -top_db·(1 - v)`` relative to the reference power, and the reference
-    (the clip's peak mel power) is the noisy input's (median 0.9 dB above the clean peak at -8 dB).
-    """
-    out = dict(stats)
-    out["db_min"] = torch.full_like(torch.as_tensor(stats["db_min"], dtype=torch.float32), -feat.top_db)
-    out["db_max"] = torch.zeros_like(out["db_min"])
-    return out
 
 
 # ------------------------------------------------------------------------------- streaming
@@ -150,22 +126,6 @@ class _Counted:
         self.done = True
 
 
-# ------------------------------------------------------------------------------- pretrained
-def pretrained_dir():
-    """The package's ``pretrained/`` folder (an ``importlib.resources`` Traversable)."""
-    from importlib.resources import files
-
-    return files("digit_denoise") / "pretrained"
-
-
-def default_model_path() -> Path | None:
-    """``pretrained/default.safetensors`` (with ``default.json``) of this install, or None if not shipped."""
-    res = pretrained_dir() / "default.safetensors"
-    if not res.is_file():
-        return None
-    return Path(str(res))  # package data lives on disk (pip / editable installs); zipped installs: unsupported
-
-
 # ------------------------------------------------------------------------------- Denoiser
 class Denoiser:
     """A loaded model plus everything needed to turn audio into denoised audio.
@@ -195,9 +155,7 @@ class Denoiser:
                             "upgrade digit-denoise")
         self.chunk_seconds = chunk_seconds or (WAVE_CHUNK_S if self.kind == "wave" else SEED_WINDOW_S)
         self.device = next(iter(model.parameters())).device
-        if self.kind == "seed":
-            feats = {k: tuple(v) if isinstance(v, list) else v for k, v in feats.items()}
-            self.feat = SeedFeatureConfig.from_dict(feats)
+        self.seed_model = SeedInference(model, feats, phase, gl_iters, seed) if self.kind == "seed" else None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", **kwargs) -> "Denoiser":
@@ -207,8 +165,8 @@ class Denoiser:
 
     @classmethod
     def default(cls, device: str = "cpu", **kwargs) -> "Denoiser":
-        """The model shipped with this install (``digit_denoise/pretrained/default.*``)."""
-        path = default_model_path()
+        """The model shipped with this install as ``default`` (see :mod:`.pretrained`)."""
+        path = packaged_path("default")
         if path is None:
             raise UserError("no default model shipped in this install; pass --model RUN "
                             "(a run folder, checkpoint folder or .safetensors file)")
@@ -217,26 +175,9 @@ class Denoiser:
     @property
     def sample_rate(self) -> int:
         """The rate the model runs at (inputs at any rate are resampled to it and back)."""
-        return int(self.meta.get("sample_rate") or self.feat.sample_rate)
+        return int(self.meta.get("sample_rate") or self.seed_model.feat.sample_rate)
 
     # ---------------------------------------------------------------- one window
-    @torch.no_grad()
-    def enhance_mono(self, x: np.ndarray, sr: int) -> np.ndarray:
-        """Seed models: denoise one channel ``[T]`` at ``sr`` as one clip; returns ``[T]`` float32 at ``sr``."""
-        n = x.shape[-1]
-        if n == 0:
-            return np.zeros(0, np.float32)
-        rate = self.feat.sample_rate
-        x48 = resample(np.asarray(x, np.float32), sr, rate)
-        img, stats = wave_to_seed(x48, rate, self.feat)
-        pred = self.model(img.to(self.device)).clamp(0.0, 1.0).cpu()
-        stats = clean_level_stats(stats, self.feat)
-        method = "noisy-phase" if self.phase == "noisy" else "griffinlim"
-        y48 = seed_invert(pred, stats, method=method, noisy_wave=[x48], n_iter=self.gl_iters, seed=self.seed,
-                          cfg=self.feat)[0]
-        y = resample(y48, rate, sr)
-        return np.pad(y, (0, max(0, n - y.size)))[:n].astype(np.float32)
-
     @torch.no_grad()
     def _wave_window(self, x: np.ndarray) -> np.ndarray:
         """Waveform models: ``[C, L]`` at the model's rate → ``[C, L]`` (channels are the batch)."""
@@ -263,13 +204,10 @@ class Denoiser:
             out = resample_stream(overlap_add(resample_stream(src, sr, rate), self._wave_window,
                                               window=stride + overlap, discard=ctx, fade=fade), rate, sr)
         else:
-            window = max(2, round(self.chunk_seconds * sr))
-            discard, fade = round(SEED_DISCARD_S * sr), round(SEED_FADE_S * sr)
-            if window < 2 * (2 * discard + fade):  # a short chunk_seconds: overlap a quarter of each window
-                discard, fade = 0, window // 4
+            window, discard, fade = self.seed_model.windows(self.chunk_seconds, sr)
 
             def per_channel(x: np.ndarray) -> np.ndarray:
-                return np.stack([self.enhance_mono(c, sr) for c in x])
+                return np.stack([self.seed_model.enhance_mono(c, sr) for c in x])
 
             out = overlap_add(src, per_channel, window=window, discard=discard, fade=fade)
         emitted = 0
@@ -292,8 +230,6 @@ class Denoiser:
         A path (any format libsndfile reads) returns ``(array[channels, T], sample_rate)`` of the file.
         """
         if isinstance(audio, (str, os.PathLike)):
-            from .audio import info
-
             hdr = info(audio)
             blocks = list(self.stream(read_blocks(audio), hdr.sample_rate))
             y = np.concatenate(blocks, axis=1) if blocks else np.zeros((hdr.channels, 0), np.float32)

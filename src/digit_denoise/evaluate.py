@@ -28,12 +28,14 @@ import torch
 from .audio import atomic_path, write_audio
 from .checkpoint import load_model
 from .compare.runinfo import run_info
+from .data.manifest import load_manifest, manifest_paths, select
 from .data.pairs import BabblePool, make_pair
-from .data.seed_cache import cached_seed_images
+from .enhance import Denoiser
 from .errors import UserError
-from .features import SeedFeatureConfig
-from .data.manifest import load_manifest, select
+from .figures import pair_figure, subplots
 from .progress import progress, say
+from .seed.cache import cached_seed_images
+from .seed.features import SeedFeatureConfig
 
 
 @torch.no_grad()
@@ -54,7 +56,7 @@ def _run_manifest(run: Path, manifest: str | None) -> str:
     cfg = run / "config.json"
     if not cfg.is_file():
         raise UserError(f"{run}: not a training run (no config.json); pass a run folder made by 'digit-denoise train'")
-    return json.loads(cfg.read_text(encoding="utf-8"))["manifest"].split(",")[0]  # the first of a merged list
+    return manifest_paths(json.loads(cfg.read_text(encoding="utf-8"))["manifest"])[0]  # the first of a merged list
 
 
 def group_means(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
@@ -66,15 +68,11 @@ def group_means(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
 
 
 def bar_chart(groups: dict[str, dict[str, float]], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     methods = list(groups)
     keys = sorted({k for d in groups.values() for k in d}, key=lambda s: (len(s), s))
     width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(max(6, len(keys) * 0.7), 3.5), dpi=100)
+    fig, ax = subplots(figsize=(max(6, len(keys) * 0.7), 3.5), dpi=100)
     for i, m in enumerate(methods):
         ax.bar(np.arange(len(keys)) + i * width, [groups[m].get(k, np.nan) for k in keys], width, label=m)
     ax.set_xticks(np.arange(len(keys)) + width * (len(methods) - 1) / 2)
@@ -86,7 +84,6 @@ def bar_chart(groups: dict[str, dict[str, float]], title: str, path: Path) -> No
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 def table(methods: dict[str, dict], per_digit, per_gender) -> str:
@@ -163,9 +160,6 @@ def evaluate(run: str | Path, split: str = "test", *, manifest: str | None = Non
 
 def write_examples(run: Path, rows, pool: BabblePool, folder: Path, n: int, *, phase: str, gl_iters: int) -> None:
     """Waveform/spectrogram figures and WAVs (clean, noisy, denoised) for ``n`` clips spread over ``rows``."""
-    from .enhance import Denoiser
-    from .figures import pair_figure
-
     den = Denoiser.from_checkpoint(run, phase=phase, gl_iters=gl_iters)
     picks = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, min(n, len(rows)))]
     for r in progress(picks, desc="examples", unit="clip"):

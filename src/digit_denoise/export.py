@@ -19,27 +19,22 @@ import inspect
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:  # torch loads when an export runs, not when the CLI builds its parser
-    import torch
+import torch
 
 from .audio import atomic_path
+from .checkpoint import load_model
 from .errors import UserError
+from .pretrained import packaged_path
 
 OPSET = 17
 TOLERANCE = 1e-4  # max |onnxruntime - torch| accepted (outputs are ~±1 audio or [0, 1] images)
 
 
 def _load(model_path: str | None) -> tuple[torch.nn.Module, dict]:
-    from .checkpoint import load_model
-
     if model_path is None:
-        from .enhance import default_model_path
-
-        model_path = default_model_path()
+        model_path = packaged_path("default")
         if model_path is None:
             raise UserError("no default model shipped in this install; pass MODEL (a run folder or .safetensors file)")
     return load_model(model_path)
@@ -47,8 +42,6 @@ def _load(model_path: str | None) -> tuple[torch.nn.Module, dict]:
 
 def example_inputs(meta: dict, model: torch.nn.Module, seed: int = 0) -> list[torch.Tensor]:
     """Two random inputs of different sizes for the export and the check."""
-    import torch
-
     g = torch.Generator().manual_seed(seed)
     if (meta.get("features") or {}).get("kind") == "wave":
         sr = int(meta["sample_rate"])
@@ -58,15 +51,14 @@ def example_inputs(meta: dict, model: torch.nn.Module, seed: int = 0) -> list[to
     return [torch.rand(1, cin, *size, generator=g), torch.rand(3, cin, *size, generator=g)]
 
 
-def export_onnx(model_path: str | None, out: str | Path, *, opset: int = OPSET, overwrite: bool = False,
+def export_onnx(model_path: str | None, out: str | Path, *, opset: int | None = None, overwrite: bool = False,
                 check: bool = True) -> dict:
     """Write ``out`` (atomically) and return ``{"path", "kind", "input", "output", "max_abs_diff"}``.
 
     ``max_abs_diff`` is None when onnxruntime is not installed (or ``check=False``). A difference
     above :data:`TOLERANCE` raises :class:`UserError` and leaves no file behind.
     """
-    import torch
-
+    opset = opset or OPSET
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"-o {out}: give a file name ending in .onnx")
@@ -119,8 +111,6 @@ def _add_metadata(path: Path, meta: dict) -> None:
 
 def _check(path: Path, model: torch.nn.Module, inputs: list[torch.Tensor], name: str) -> float | None:
     """Max |onnxruntime − torch| over ``inputs``; None without onnxruntime."""
-    import torch
-
     try:
         import onnxruntime as ort
     except ImportError:

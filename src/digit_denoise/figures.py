@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .audio import atomic_path
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (6.4, 4.8), dpi: int = 100,
+             **kwargs) -> tuple[Figure, object]:
+    """``(figure, axes)`` like ``pyplot.subplots``, but a plain :class:`Figure`: no pyplot state, no GUI
+    backend chosen for the caller's process, nothing to close (saving renders with Agg)."""
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _spec_db(x: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
@@ -23,13 +32,8 @@ def _spec_db(x: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
 
 def pair_figure(signals: dict[str, np.ndarray], sr: int, path: str | Path, title: str = "") -> Path:
     """One column per signal (e.g. clean / noisy / denoised): waveform on top, spectrogram below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(signals)
-    fig, axes = plt.subplots(2, n, figsize=(3.4 * n, 4.6), dpi=100, squeeze=False)
+    fig, axes = subplots(2, n, figsize=(3.4 * n, 4.6), dpi=100, squeeze=False)
     peak = max(float(np.max(np.abs(x))) if x.size else 0.0 for x in signals.values()) or 1.0
     ref = max((_spec_db(x, sr)[0].max() for x in signals.values() if x.size), default=0.0)
     for i, (name, x) in enumerate(signals.items()):
@@ -50,5 +54,4 @@ def pair_figure(signals: dict[str, np.ndarray], sr: int, path: str | Path, title
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path

@@ -7,7 +7,7 @@ backward pass creates pays page faults again. Keeping freed memory in the heap
 7× faster large elementwise ops (``make bench``, case 2b). The price: the process keeps its peak heap instead of
 returning it, which the long-file memory test still bounds (< 1 GiB for 1 h of audio).
 
-:func:`compile_model` is ``torch.compile`` with one kernel cache per CPU instruction set.
+No torch here: the CLI calls :func:`tune_malloc` before it loads anything heavy.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import ctypes
 import ctypes.util
 import os
 import sys
-import tempfile
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -45,26 +44,3 @@ def tune_malloc() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _done
-
-
-def compile_model(module):
-    """``torch.compile(module)`` with inductor's kernel cache kept apart per CPU instruction set.
-
-    Inductor's on-disk cache does not tell kernels generated for AVX2/AVX-512 from those for the
-    portable ones (``ATEN_CPU_CAPABILITY=default``, or a home folder shared by different CPUs): a
-    cached vectorised kernel is then rebuilt without the vector headers and fails to compile. One
-    cache folder per capability avoids that; a ``TORCHINDUCTOR_CACHE_DIR`` the user set is kept.
-    """
-    import torch
-
-    try:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
-        base = os.path.abspath(default_cache_dir())
-    except ImportError:  # a private module: fall back to its documented default place
-        base = os.path.join(tempfile.gettempdir(), "torchinductor")
-    # importing torch._dynamo already writes the default into the environment: only that is replaced
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR", base) == base:
-        cap = torch.backends.cpu.get_cpu_capability().lower()
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{base}_{cap}"
-    return torch.compile(module)

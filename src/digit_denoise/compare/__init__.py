@@ -10,27 +10,9 @@ Per method: the real-time factor (CPU seconds / audio seconds, one torch thread)
 
 Output folder: ``per_clip.csv``, ``summary.json`` and ``report.html`` (+ ``figures/``, ``audio/``).
 
-Modules: :mod:`.core` (the run: methods, conditions, per-clip rows, summary), :mod:`.peers` (the
-other denoisers), :mod:`.stats` (means and CIs on the common support), :mod:`.report` (HTML),
-:mod:`.results` (the markdown results page). This package's own namespace holds only the defaults
-the CLI shows (no torch); everything else loads on first use.
+Modules: :mod:`.core` (the run: ``compare()``, methods, conditions, per-clip rows, summary),
+:mod:`.methods` (what ``--methods`` names), :mod:`.peers` (the other denoisers), :mod:`.stats` (means
+and CIs on the common support), :mod:`.report` (HTML), :mod:`.runinfo` (what a run folder says of
+itself), :mod:`.defaults` (the CLI's defaults, no torch). Import what you use from its module:
+``from digit_denoise.compare.core import compare``.
 """
-
-from __future__ import annotations
-
-from .defaults import DEFAULT_METHODS, DEFAULT_NOISE, DEFAULT_SNR  # noqa: F401  (light: no torch)
-
-__all__ = ["DEFAULT_METHODS", "DEFAULT_NOISE", "DEFAULT_SNR"]  # and, on first use, everything of .core
-SUBMODULES = ("core", "defaults", "peers", "report", "results", "stats")
-
-
-def __getattr__(name: str):  # compare(), resolve_methods(), ... from .core, loaded on first use
-    import importlib
-
-    if name.startswith("__") or name in SUBMODULES:
-        raise AttributeError(name)  # the import system then loads the submodule itself
-    core = importlib.import_module(f"{__name__}.core")
-    try:
-        return getattr(core, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

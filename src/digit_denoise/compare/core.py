@@ -10,6 +10,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,13 +18,18 @@ import numpy as np
 import torch
 
 from ..audio import atomic_path
+from ..data.manifest import load_manifest, select, with_noise
+from ..data.noise import BUILTIN_KINDS, NoiseConfig, noise_label
+from ..data.pairs import BabblePool, make_pair
 from ..errors import UserError
-from ..features import wave_seed_images
 from ..metrics import METRIC_SR, SUMMARY_METRICS, compute_metrics, spectrogram_mse
 from ..progress import progress
+from ..seed.features import wave_seed_images
 from ..version import __version__
+from . import peers
 from .defaults import DEFAULT_NOISE, DEFAULT_SNR
 from .methods import ModelMethod, parse_list, resolve_methods  # noqa: F401  (resolve_methods: public here too)
+from .report import write_report
 from .runinfo import run_info
 from .stats import summarize
 
@@ -52,8 +58,6 @@ def _snr_text(v: float) -> str:
 
 def build_conditions(noise: str | Sequence[str] | None, snr: str | Sequence[float] | None) -> list[Condition]:
     """The noise × SNR grid (each kind validated by :meth:`NoiseConfig.parse`)."""
-    from ..data.noise import BUILTIN_KINDS, NoiseConfig, noise_label
-
     kinds = parse_list(noise, DEFAULT_NOISE)
     snr_value = DEFAULT_SNR if snr is None else snr
     cfg = NoiseConfig.parse(kinds, snr_value)
@@ -84,10 +88,6 @@ def _check_babble(rows, all_rows) -> None:
 
 def condition_inputs(rows, cond: Condition, seed: int, pool, babble_talkers: int = 5):
     """(rows with the condition's recipe, [(clean16, noisy16)]): the one noisy input per clip."""
-    from ..data.pairs import make_pair
-    from ..data.manifest import with_noise
-    from ..data.noise import NoiseConfig
-
     if cond.name == "given":
         crow = list(rows)
     else:
@@ -116,8 +116,6 @@ def _clean_json(x):
 
 
 def versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out: dict[str, str | None] = {"digit-denoise": __version__, "python": platform.python_version(),
                                   "platform": platform.platform()}
     for p in VERSION_PACKAGES:
@@ -187,8 +185,6 @@ def corpus_name(speaker: str, manifest: str | Path) -> str:
 
 def load_test_rows(manifest: str | Path) -> tuple[list, dict[str, str]]:
     """Rows of one manifest or a comma list of them, and ``{clip id: corpus}``; ids must be unique."""
-    from ..data.manifest import load_manifest
-
     rows, corpus = [], {}
     for m in [p.strip() for p in str(manifest).split(",") if p.strip()]:
         for r in load_manifest(m):
@@ -203,8 +199,6 @@ def load_test_rows(manifest: str | Path) -> tuple[list, dict[str, str]]:
 
 def select_per_corpus(rows: list, corpus: dict[str, str], split: str, limit: int | None) -> list:
     """The ``split`` rows; with ``limit``, at most that many of each corpus (spread over its rows)."""
-    from ..data.manifest import select
-
     sub = select(rows, split)
     if not limit:
         return sub
@@ -225,8 +219,6 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
     Returns the summary dict (as written to ``summary.json``) plus ``"table"`` (the text table),
     ``"folder"`` and ``"rows"`` (the per-clip rows).
     """
-    from ..data.pairs import BabblePool
-
     out = Path(out)
     _check_out(out, overwrite)
     if examples < 0:
@@ -298,8 +290,6 @@ class Run:
                 self.flush()
 
     def _enhance(self, m, cond: Condition, crows: list, pairs: list) -> list[np.ndarray]:
-        from . import peers
-
         estimates = []
         for r, (clean, noisy) in progress(list(zip(crows, pairs)), desc=f"{cond.name} {m.name}", unit="clip"):
             x = noisy.copy()  # a method must not be able to change what the next one sees
@@ -379,8 +369,6 @@ def _write(out: Path, summary: dict, run: Run, report: bool) -> None:
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     if report:
-        from .report import write_report
-
         write_report(out, summary, run.per_clip, [d for d in run.examples if d.get("signals")])
 
 

@@ -7,9 +7,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..checkpoint import PACKAGED_MODELS, packaged_model
+from ..enhance import Denoiser
 from ..errors import UserError
+from ..pretrained import names as packaged_names
+from ..pretrained import packaged_path
 from ..progress import say
+from . import peers
 from .defaults import DEFAULT_METHODS
 
 
@@ -19,8 +22,6 @@ class ModelMethod:
     is_oracle = False
 
     def __init__(self, path: Path, name: str):
-        from ..enhance import Denoiser
-
         self.path = path
         self.name = name
         self.denoiser = Denoiser.from_checkpoint(path)
@@ -44,8 +45,6 @@ def resolve_methods(specs: str | Sequence[str] | None) -> tuple[list[Any], dict[
     named after the folder, or the file's stem). A peer whose optional package is missing is skipped
     with a one-line message; anything else unknown raises :class:`UserError`.
     """
-    from . import peers
-
     names = parse_list(specs, DEFAULT_METHODS)
     if not names:
         raise UserError("--methods: give at least one method, e.g. noisy,wiener,oracle-irm")
@@ -66,9 +65,9 @@ def resolve_methods(specs: str | Sequence[str] | None) -> tuple[list[Any], dict[
             seen.add(spec)
             continue
         path = Path(spec).expanduser()
-        if not path.exists() and packaged_model(spec) is not None:  # a model shipped with the package
+        if not path.exists() and packaged_path(spec) is not None:  # a model shipped with the package
             if spec not in seen:
-                methods.append(ModelMethod(packaged_model(spec), spec))
+                methods.append(ModelMethod(packaged_path(spec), spec))
                 seen.add(spec)
             continue
         if path.exists():
@@ -79,7 +78,7 @@ def resolve_methods(specs: str | Sequence[str] | None) -> tuple[list[Any], dict[
             methods.append(ModelMethod(path, name))
             seen.add(name)
             continue
-        raise UserError(f"--methods: unknown method '{spec}'; choose from {', '.join([*peers.PEERS, *PACKAGED_MODELS])} "
+        raise UserError(f"--methods: unknown method '{spec}'; choose from {', '.join([*peers.PEERS, *packaged_names()])} "
                         "or give a run folder / .safetensors file of a trained model")
     if not methods:
         raise UserError("--methods: none of the requested methods can run here "

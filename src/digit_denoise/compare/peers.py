@@ -22,6 +22,8 @@ import torch
 
 from ..audio import resample
 from ..errors import UserError
+from ..seed.features import SeedFeatureConfig, wave_to_seed
+from ..seed.inversion import seed_invert
 
 PEER_EXTRA = "pip install 'digit-denoise[peers]'"
 
@@ -364,9 +366,6 @@ class SeedCeiling:
     name, is_oracle = "seed-ceiling", True
 
     def enhance(self, noisy, sr, clean=None):
-        from ..features import SeedFeatureConfig, wave_to_seed
-        from ..inversion import seed_invert
-
         x = _as_mono(noisy)
         if clean is None:
             raise UserError("seed-ceiling needs the clean reference; pass clean= (it is an oracle)")

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from matplotlib import colormaps
 
 from ..audio import atomic_path, write_audio
+from ..figures import pair_figure, subplots
 
 TABLE_METRICS = ("si_sdr", "si_sdr_imp", "pesq", "pesq_imp", "stoi", "stoi_imp", "mse")
 LABELS = {"si_sdr": "SI-SDR (dB)", "si_sdr_imp": "ΔSI-SDR (dB)", "pesq": "PESQ-WB", "pesq_imp": "ΔPESQ",
@@ -58,35 +60,22 @@ def _num(v, digits: int, sign: bool = False) -> str:
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> Path:
-    plt = _plt()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
     return path
 
 
 def _colors(methods: Sequence[str]) -> dict[str, Any]:
-    plt = _plt()
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     return {m: cmap(i % 10) for i, m in enumerate(methods)}
 
 
 # ------------------------------------------------------------------------------------- plots
 def plot_vs_snr(summary: dict, folder: Path) -> list[tuple[str, str]]:
     """One figure per noise kind: SI-SDR / PESQ / STOI means (95% CI bars) against SNR per method."""
-    plt = _plt()
     methods = [m["name"] for m in summary["methods"]]
     oracle = {m["name"]: m["is_oracle"] for m in summary["methods"]}
     colors = _colors(methods)
@@ -97,7 +86,7 @@ def plot_vs_snr(summary: dict, folder: Path) -> list[tuple[str, str]]:
     out = []
     for kind, conds in kinds.items():
         conds.sort()
-        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+        fig, axes = subplots(1, 3, figsize=(14, 3.8))
         for ax, metric in zip(axes, ("si_sdr", "pesq", "stoi")):
             for m in methods:
                 res = summary["results"].get(m, {})
@@ -123,14 +112,13 @@ def plot_vs_snr(summary: dict, folder: Path) -> list[tuple[str, str]]:
 
 def plot_groups(summary: dict, key: str, title: str, folder: Path, name: str) -> str | None:
     """Grouped bars (mean improvements per group value and method) for ``summary[key]``."""
-    plt = _plt()
     methods = [m["name"] for m in summary["methods"]]
     colors = _colors(methods)
     data = summary.get(key, {})
     groups = sorted({g for m in methods for g in data.get(m, {})}, key=_sort_key)
     if not groups:
         return None
-    fig, axes = plt.subplots(len(IMP_METRICS), 1, figsize=(max(8, 0.6 * len(groups) * max(1, len(methods)) / 3), 8),
+    fig, axes = subplots(len(IMP_METRICS), 1, figsize=(max(8, 0.6 * len(groups) * max(1, len(methods)) / 3), 8),
                              squeeze=False)
     width = 0.8 / max(1, len(methods))
     x = np.arange(len(groups))
@@ -152,12 +140,11 @@ def plot_groups(summary: dict, key: str, title: str, folder: Path, name: str) ->
 
 def plot_histograms(summary: dict, rows: list[dict], folder: Path) -> str | None:
     """Distribution of per-clip improvements for every method but the identity."""
-    plt = _plt()
     methods = [m["name"] for m in summary["methods"] if m["name"] != "noisy"]
     if not methods or not rows:
         return None
     colors = _colors([m["name"] for m in summary["methods"]])
-    fig, axes = plt.subplots(1, len(IMP_METRICS), figsize=(14, 3.6))
+    fig, axes = subplots(1, len(IMP_METRICS), figsize=(14, 3.6))
     for ax, metric in zip(axes, IMP_METRICS):
         vals = {m: np.array([r[metric] for r in rows if r["method"] == m and _finite(r.get(metric))]) for m in methods}
         allv = np.concatenate([v for v in vals.values() if v.size]) if any(v.size for v in vals.values()) else None
@@ -242,8 +229,6 @@ def _groups(nest: dict) -> list[str]:
 # ---------------------------------------------------------------------------------- examples
 def write_examples(examples: list[dict], rows: list[dict], summary: dict, folder: Path) -> list[str]:
     """Spectrogram figure + audio players (clean / noisy / each method) per example clip."""
-    from ..figures import pair_figure
-
     oracle = {m["name"]: m["is_oracle"] for m in summary["methods"]}
     by_key = {(r["method"], r["condition"], r["id"]): r for r in rows}
     parts = []

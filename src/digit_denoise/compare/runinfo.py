@@ -10,6 +10,9 @@ import json
 import math
 from pathlib import Path
 
+from safetensors import safe_open
+
+from ..data.manifest import manifest_paths
 from ..models import build_model
 
 
@@ -22,7 +25,7 @@ def _describe(conf: dict) -> dict:
             shape = build_model(conf["model"], conf.get("model_config") or {}).summary()
         except Exception:  # an unknown family (a newer file) or a config this version refuses
             pass
-    data = ", ".join(Path(m).stem for m in str(conf.get("manifest") or "").split(",") if m) or None
+    data = ", ".join(Path(m).stem for m in manifest_paths(conf.get("manifest") or "")) or None
     out = {"preset": conf.get("preset"), "loss": conf.get("loss"), "shape": shape, "data": data,
            "init": (Path(conf["init"]).name if conf.get("init") else "scratch") if conf else None}
     if conf.get("fresh_noise"):  # seed models: new noise (and a new voice, with augment) every epoch
@@ -88,8 +91,6 @@ def run_info(path: str | None) -> dict:
             info["train_s"] = _elapsed_at(p, m.get("step"))
         info["data"] = info["data"] or m.get("trained_on")
         try:
-            from safetensors import safe_open
-
             with safe_open(str(p if p.suffix == ".safetensors" else p / "model.safetensors"), "pt") as f:
                 info["parameters"] = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
         except Exception:  # a damaged or missing file: the table shows "—"

@@ -5,7 +5,7 @@ batches, synthetic voices and downloads.
 - :mod:`.manifest`: one CSV row per utterance, its speaker-disjoint split and noise recipe.
 - :mod:`.noise`: the only home of noise kinds, seeded generators, SNR scaling and noise folders.
 - :mod:`.pairs`: the fixed evaluation pairs (:func:`.pairs.make_pair`), babble talkers, the clip cache.
-- :mod:`.seed_cache`: seed-representation images of a manifest, cached on disk.
+- :mod:`.order`: the shuffled order of each epoch.
 - :mod:`.batches`: on-the-fly noisy/clean waveform batches for training waveform models.
 - :mod:`.synth`, :mod:`.download`: espeak-ng digits; verified atomic downloads.
 """

@@ -31,11 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..audio import load_mono
-from ..errors import UserError
-from .manifest import Row
-from .noise import TRAINING_KINDS, NoiseFolder, noise_signal, parse_kinds, parse_snr_range, snr_gain
 from ..progress import progress
-
+from .manifest import Row
+from .noise import TRAINING_KINDS, NoiseFolder, noise_signal, snr_gain
 
 
 def generator(*keys) -> torch.Generator:
@@ -153,50 +151,21 @@ class ClipAugment:
         return x[0].numpy()
 
 
-@dataclass
+@dataclass(frozen=True)
 class WaveBatchConfig:
-    sample_rate: int = 16000
-    segment: float = 1.0  # seconds per training window
-    snr: tuple[float, float] = (-10.0, 15.0)  # SNR range (dB), uniform
-    kinds: tuple[str, ...] = TRAINING_KINDS  # noise kinds and/or noise folders
-    augment: bool = True  # tilt + speed (+ EQ) on the clean speech
-    speed: tuple[float, float] = (0.85, 1.15)  # speed/pitch factor range (per batch)
-    eq_db: float = 0.0  # peaking-EQ gain range ±dB (0: no EQ)
-    eq_bands: int = 3  # peaking biquads per clip when eq_db > 0
-    babble_talkers: tuple[int, int] = (3, 7)  # talkers per babble clip (inclusive range)
-    snr_focus: tuple[float, float, float] | None = None  # (lo, hi, share): share of SNRs drawn from [lo, hi]
+    """What a batch is made of. Built from a run's ``TrainConfig`` (``training.inputs.wave_batch_config``),
+    which holds every default; here there are none."""
 
-
-def parse_wave_noise(noise: str) -> tuple[str, ...]:
-    """The kinds a waveform model trains on: :data:`.noise.TRAINING_KINDS` and/or noise folders."""
-    return parse_kinds(noise, TRAINING_KINDS)
-
-
-def parse_snr_focus(text: str) -> tuple[float, float, float] | None:
-    """``-12:-4@0.7`` → (−12, −4, 0.7): 70 % of the SNRs from −12…−4 dB (the rest from ``--snr``)."""
-    if not str(text).strip():
-        return None
-    rng, sep, share = str(text).partition("@")
-    try:
-        lo, hi = parse_snr_range(rng)
-        p = float(share) if sep else 1.0
-    except (UserError, ValueError):
-        p = -1.0
-    if not 0 <= p <= 1:
-        raise UserError(f"--snr-focus {text!r}: expected LO:HI@SHARE, e.g. -12:-4@0.7")
-    return lo, hi, p
-
-
-def parse_int_range(text: str, name: str) -> tuple[int, int]:
-    """``3:7`` or ``5`` → an inclusive (lo, hi) range of positive integers."""
-    lo, _, hi = str(text).partition(":")
-    try:
-        a, b = int(lo), int(hi or lo)
-    except ValueError:
-        a, b = 0, 0
-    if not 1 <= a <= b:
-        raise UserError(f"--{name} {text!r}: expected LO:HI with 1 ≤ LO ≤ HI, e.g. 2:8")
-    return a, b
+    sample_rate: int
+    segment: float  # seconds per training window
+    snr: tuple[float, float]  # SNR range (dB), uniform
+    kinds: tuple[str, ...]  # noise kinds and/or noise folders
+    augment: bool  # tilt + speed (+ EQ) on the clean speech
+    speed: tuple[float, float]  # speed/pitch factor range (per batch)
+    eq_db: float  # peaking-EQ gain range ±dB (0: no EQ)
+    babble_talkers: tuple[int, int]  # talkers per babble clip (inclusive range)
+    snr_focus: tuple[float, float, float] | None  # (lo, hi, share): share of SNRs drawn from [lo, hi]
+    eq_bands: int = 3  # peaking biquads per clip when eq_db > 0 (not an option)
 
 
 def batch_noise(bank: ClipBank, cfg: WaveBatchConfig, b: int, length: int, gen: torch.Generator,

@@ -13,6 +13,7 @@ Layouts
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from dataclasses import dataclass
@@ -185,8 +186,6 @@ SPEECH16K_COLUMNS = ("corpus", "path", "speaker", "gender", "age", "text")
 
 def scan_speech16k(root: Path) -> tuple[list[Utterance], dict[str, SpeakerMeta]]:
     """Utterances of a ``files.csv`` corpus (see the module docstring) and their speakers' metadata."""
-    import csv
-
     listing = root / "files.csv"
     try:
         with listing.open(newline="", encoding="utf-8") as f:

@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from ..audio import atomic_path, info
-from .corpora import SpeakerMeta, Utterance, scan_corpus
 from ..errors import UserError
-from .noise import BUILTIN_KINDS, NoiseConfig, clip_rng, noise_label
 from ..progress import progress, say
+from .corpora import SpeakerMeta, Utterance, scan_corpus
+from .noise import BUILTIN_KINDS, NoiseConfig, clip_rng, noise_label
 
 SPLITS = ("train", "val", "test")
 
@@ -312,3 +312,9 @@ def prepare(corpus, out, *, overwrite: bool = False, **kwargs) -> list[Row]:
     status = write_manifest(rows, out, overwrite=overwrite)
     say(f"manifest {status}: {out} ({len(rows)} rows)")
     return load_manifest(out)
+
+
+def manifest_paths(manifest: str | tuple[str, ...] | list[str]) -> list[str]:
+    """``a.csv``, ``a.csv,b.csv`` or a list of them → the manifest paths (waveform models train on their union)."""
+    items = manifest.split(",") if isinstance(manifest, str) else manifest
+    return [p.strip() for p in items if p.strip()]

@@ -17,7 +17,7 @@ from ..audio import load_mono, write_audio
 from ..errors import UserError
 from ..progress import progress, say
 from .manifest import Row, _rel, write_manifest
-from .noise import COLORS, NoiseConfig, NoiseFolder, clip_rng, is_noise_folder, mix_at_snr, noise_signal
+from .noise import BUILTIN_KINDS, COLORS, NoiseConfig, NoiseFolder, clip_rng, is_noise_folder, mix_at_snr, noise_signal
 
 
 class AudioCache:
@@ -80,7 +80,7 @@ def make_noise(row: Row, kind: str, n: int, sr: int, rng: np.random.Generator, *
         talkers = [cache.get(t.clean_path, sr) for t in pool.talkers(row, babble_talkers, rng)]
     elif kind not in COLORS:
         if not is_noise_folder(kind):
-            raise UserError(f"noise {kind!r} for {row.id}: not white/pink/brown/babble and not an existing folder")
+            raise UserError(f"noise {kind!r} for {row.id}: not {'/'.join(BUILTIN_KINDS)} and not an existing folder")
         folder = cache.noise_folder(kind, sr)
     return noise_signal(kind, n, rng, sr=sr, talkers=talkers, folder=folder)
 
@@ -138,7 +138,7 @@ def mix_to_disk(rows: list[Row], out_dir: str | Path, *, sr: int | None = None, 
     # Paths in the written manifest are relative to its folder, like every manifest.
     base = manifest_path.resolve().parent
     rel_rows = [replace(r, clean_path=_rel(Path(r.clean_path), base), noisy_path=_rel(Path(r.noisy_path), base),
-                        noise=r.noise if r.noise in ("white", "pink", "brown", "babble", "given")
+                        noise=r.noise if r.noise in (*BUILTIN_KINDS, "given")
                         else _rel(Path(r.noise), base)) for r in new_rows]
     write_manifest(rel_rows, manifest_path, overwrite=overwrite)
     say(f"wrote {len(rows)} noisy clips and {manifest_path}")

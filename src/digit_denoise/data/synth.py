@@ -22,12 +22,14 @@ The low-level :class:`Espeak` wraps libespeak-ng through ctypes (one instance pe
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import hashlib
 import json
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from dataclasses import asdict, dataclass
@@ -38,8 +40,8 @@ import numpy as np
 
 from ..audio import write_audio
 from ..errors import UserError
-from .corpora import DIGIT_WORDS
 from ..progress import progress
+from .corpora import DIGIT_WORDS
 
 MISSING_EXTRA = ("synthetic speech needs the optional extra: pip install 'digit-denoise[synth]' "
                  "(espeak-ng, GPL-3.0-or-later)")
@@ -359,9 +361,6 @@ def synthesize_corpus(out_dir: str | os.PathLike, speakers: int = 30, takes: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
     p = argparse.ArgumentParser(prog="python -m digit_denoise.data.synth", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output folder (AudioMNIST layout)")
     p.add_argument("--speakers", type=int, default=30)

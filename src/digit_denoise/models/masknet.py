@@ -6,12 +6,16 @@
                  log |X|² ─► 1×1 conv 257→C ─► R × residual block ─► 1×1 conv C→257·m ─► mask M
     Y = M ⊙ X  (magnitude mask: M ∈ [0, 1], noisy phase;  complex mask: |M| < 1 via tanh, phase too;
                 polar mask: M = sigmoid(m) · e^{iφ}, φ from a unit vector: a magnitude mask plus a
-                phase correction, which starts at 0 so a magnitude model's weights carry over exactly)
+                phase correction, which starts at 0 so a magnitude model's weights carry over exactly;
+                filter: Y = M ⊙ X + Σ_τ H_τ ⊙ X(t − τ), a magnitude mask plus a complex filter over the
+                ±taps neighbouring frames of each bin (deep filtering), which starts at 0)
     Y ──iSTFT (conv_transpose1d, same window, overlap-add)──► wave[B, T]
 
-    residual block (dilation d):  h + conv1x1(PReLU(conv_k×1,dil d(PReLU(norm(h)))))
-    norm: none, or "frame" (each frame's channels to zero mean / unit variance, then a per-channel
-    scale and shift): local in time, so chunked inference still equals whole-file inference.
+    residual block (dilation d):  h + conv1x1(PReLU(conv_k×1,dil d(PReLU(norm(h)))))  (conv1x1: unless mix=False)
+    norm: none; "frame" (each frame's channels to zero mean / unit variance, then a per-channel
+    scale and shift): local in time, so chunked inference still equals whole-file inference; or
+    "utterance" (GroupNorm(1, C): one mean / variance over channels × frames of the whole input):
+    a long file's windows are each normalised on their own (see ``Denoiser``).
 
 The analysis/synthesis pair is exact (mask ≡ 1 reconstructs the input to float precision) and is
 made of plain convolutions, so the whole model exports to ONNX and runs on any backend. The
@@ -35,9 +39,8 @@ from ..dictconfig import DictConfig
 from ..errors import UserError
 from .base import Family
 
-MASKS = ("magnitude", "complex", "polar")
-HEAD = {"magnitude": 1, "complex": 2, "polar": 3}  # head outputs per frequency bin
-NORMS = ("none", "frame")
+MASKS = ("magnitude", "complex", "polar", "filter")
+NORMS = ("none", "frame", "utterance")
 
 
 @dataclass
@@ -48,9 +51,11 @@ class MaskNetConfig(DictConfig):
     channels: int = 128  # hidden channels of the frame network
     kernel: int = 3  # temporal kernel of each residual block (odd)
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one residual block per entry
-    mask: str = "magnitude"  # magnitude (noisy phase), complex (bounded complex ratio), polar (magnitude + phase)
+    mask: str = "magnitude"  # magnitude (noisy phase), complex (bounded complex ratio), polar (magnitude + phase), filter (magnitude + deep filter)
     floor: float = 1e-8  # added to |X|² before the log
-    norm: str = "none"  # none, or frame (per-frame channel norm at the start of each block)
+    norm: str = "none"  # none, frame (per-frame channel norm) or utterance (channels × time) at the start of each block
+    taps: int = 2  # filter mask: complex filter taps over ±taps frames of the same bin
+    mix: bool = True  # a 1×1 conv after each block's dilated conv (False: 3/4 of the block's compute)
 
     def __post_init__(self):
         self.dilations = tuple(int(d) for d in self.dilations)
@@ -64,6 +69,12 @@ class MaskNetConfig(DictConfig):
             raise ValueError(f"kernel {self.kernel}: must be odd")
         if self.channels < 1 or not self.dilations or min(self.dilations) < 1:
             raise ValueError("channels and dilations must be positive")
+        if not 0 <= self.taps <= 8:
+            raise ValueError(f"taps {self.taps}: give 0 to 8")
+
+    def head(self) -> int:
+        """Head outputs per frequency bin."""
+        return {"magnitude": 1, "complex": 2, "polar": 3, "filter": 1 + 2 * (2 * self.taps + 1)}[self.mask]
 
 
 def sqrt_hann(n: int) -> Tensor:
@@ -144,13 +155,19 @@ class FrameNorm(nn.Module):
         return (h - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 
+def make_norm(kind: str, c: int) -> nn.Module:
+    """``[B, C, F] → [B, C, F]``: none, per frame (:class:`FrameNorm`) or per utterance (``GroupNorm(1, C)``:
+    one mean and variance over channels × frames, then a per-channel scale and shift)."""
+    return {"frame": lambda: FrameNorm(c), "utterance": lambda: nn.GroupNorm(1, c)}.get(kind, nn.Identity)()
+
+
 class Block(nn.Module):
-    def __init__(self, c: int, k: int, d: int, norm: str = "none"):
+    def __init__(self, c: int, k: int, d: int, norm: str = "none", mix: bool = True):
         super().__init__()
-        self.norm = FrameNorm(c) if norm == "frame" else nn.Identity()
+        self.norm = make_norm(norm, c)
         self.act1, self.act2 = nn.PReLU(c), nn.PReLU(c)
         self.conv = nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2)
-        self.mix = nn.Conv1d(c, c, 1)
+        self.mix = nn.Conv1d(c, c, 1) if mix else nn.Identity()
 
     def forward(self, h: Tensor) -> Tensor:
         return h + self.mix(self.act2(self.conv(self.act1(self.norm(h)))))
@@ -167,14 +184,18 @@ class MaskNet(Family):
         bins = cfg.n_fft // 2 + 1
         self.stft = STFT(cfg.n_fft, cfg.hop)
         self.inp = nn.Conv1d(bins, cfg.channels, 1)
-        self.blocks = nn.Sequential(*(Block(cfg.channels, cfg.kernel, d, cfg.norm) for d in cfg.dilations))
+        self.blocks = nn.Sequential(*(Block(cfg.channels, cfg.kernel, d, cfg.norm, cfg.mix) for d in cfg.dilations))
         self.out_act = nn.PReLU(cfg.channels)
-        self.out = nn.Conv1d(cfg.channels, bins * HEAD[cfg.mask], 1)
+        self.out = nn.Conv1d(cfg.channels, bins * cfg.head(), 1)
         if cfg.mask == "polar":  # the phase head starts at e^{i0}: a plain magnitude mask
             with torch.no_grad():
                 self.out.weight[bins:].zero_()
                 self.out.bias[bins:2 * bins].fill_(1.0)
                 self.out.bias[2 * bins:].zero_()
+        if cfg.mask == "filter":  # the filter starts at zero: a plain magnitude mask, which it then corrects
+            with torch.no_grad():
+                self.out.weight[bins:].zero_()
+                self.out.bias[bins:].zero_()
 
     def adapt_state(self, state: dict) -> dict:
         """A magnitude model's weights fit a polar one: its head becomes the magnitude part, the phase
@@ -193,26 +214,35 @@ class MaskNet(Family):
 
     def summary(self) -> str:
         c = self.config
-        extra = (", per-frame norm" if c.norm == "frame" else "") + (f", {c.n_fft}/{c.hop} STFT" if c.n_fft != 512 else "")
+        extra = (f", per-{c.norm} norm" if c.norm != "none" else "") + (f", {c.n_fft}/{c.hop} STFT" if c.n_fft != 512 else "")
+        if c.mask == "filter":
+            extra += f", ±{c.taps}-frame complex filter"
         return f"{c.mask} mask, {c.channels} ch × {len(c.dilations)} blocks{extra}"
 
     @property
     def context_frames(self) -> int:
         """Frames of context each side that one output frame sees."""
-        return sum(d * (self.config.kernel - 1) // 2 for d in self.config.dilations)
+        taps = self.config.taps if self.config.mask == "filter" else 0
+        return sum(d * (self.config.kernel - 1) // 2 for d in self.config.dilations) + taps
 
     @property
     def context_samples(self) -> int:
         """Samples each side of an output sample that can influence it."""
         return (self.context_frames + 1) * self.config.hop + self.config.n_fft
 
-    def mask(self, re: Tensor, im: Tensor) -> tuple[Tensor, Tensor]:
-        """(mask_re, mask_im) ``[B, K, F]`` for a noisy spectrum (mask_im is 0 for magnitude masks)."""
+    def mask(self, re: Tensor, im: Tensor) -> tuple[Tensor, ...]:
+        """The head's output for a noisy spectrum ``[B, K, F]``: (mask_re, mask_im) (mask_im is 0 for magnitude
+        masks); for the filter mask also the filter taps ``[B, 2·taps+1, K, F]`` (re, im)."""
         feats = torch.log(re * re + im * im + self.config.floor)
         h = self.blocks(self.inp(feats * 0.1))
         m = self.out(self.out_act(h))
         if self.config.mask == "magnitude":
             return torch.sigmoid(m), torch.zeros_like(re)
+        if self.config.mask == "filter":
+            bins, taps = re.shape[1], 2 * self.config.taps + 1
+            g, f = m[:, :bins], m[:, bins:]
+            f = torch.tanh(f).unflatten(1, (2, taps, bins))  # [B, 2, taps, K, F], each part in (−1, 1)
+            return torch.sigmoid(g), torch.zeros_like(re), f[:, 0], f[:, 1]
         if self.config.mask == "polar":
             g, u, v = m.chunk(3, dim=1)
             scale = torch.sigmoid(g) * torch.rsqrt(u * u + v * v + 1e-8)
@@ -227,8 +257,18 @@ class MaskNet(Family):
             raise UserError(f"MaskNet expects Tensor[batch, samples], got shape {tuple(wave.shape)}")
         t = wave.shape[-1]
         re, im = self.stft.analysis(wave)
-        mr, mi = self.mask(re, im)
-        return self.stft.synthesis(re * mr - im * mi, re * mi + im * mr, t)
+        mr, mi, *taps = self.mask(re, im)
+        yr, yi = re * mr - im * mi, re * mi + im * mr
+        if taps:  # + Σ_τ H_τ(t, f) · X(t − τ, f): a complex filter over the neighbouring frames of each bin
+            fr, fi = taps
+            k = self.config.taps
+            pr, pi = F.pad(re, (k, k)), F.pad(im, (k, k))
+            n = re.shape[-1]
+            for j in range(2 * k + 1):  # tap j looks at frame t + j − k
+                xr, xi = pr[..., j:j + n], pi[..., j:j + n]
+                yr = yr + fr[:, j] * xr - fi[:, j] * xi
+                yi = yi + fr[:, j] * xi + fi[:, j] * xr
+        return self.stft.synthesis(yr, yi, t)
 
 
 def flops_per_second(model: MaskNet) -> int:
@@ -238,6 +278,6 @@ def flops_per_second(model: MaskNet) -> int:
     bins = cfg.n_fft // 2 + 1
     c = cfg.channels
     macs = 2 * bins * cfg.n_fft  # analysis
-    macs += bins * c + len(cfg.dilations) * (c * c * cfg.kernel + c * c) + c * model.out.out_channels
+    macs += bins * c + len(cfg.dilations) * (c * c * cfg.kernel + c * c * cfg.mix) + c * model.out.out_channels
     macs += 2 * bins * cfg.n_fft  # synthesis
     return int(2 * macs * frames)

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import UserError
 from ..dictconfig import DictConfig
+from ..errors import UserError
 from .base import Family
 
 

@@ -1,31 +1,34 @@
 """``digit-denoise serve``: a local web page and HTTP API to hear, see and download denoised audio.
 
 The app is in :mod:`.app` (Starlette); :func:`serve` runs it with uvicorn. Static assets and three
-short synthetic sample digits ship in the package, so the page works offline.
+short synthetic sample digits ship in the package, so the page works offline. Starlette, uvicorn and
+python-multipart are the optional extra ``[serve]``.
 """
 
 from __future__ import annotations
 
+import socket
+
+from ..errors import UserError
+
+try:
+    import uvicorn
+
+    from .app import ServerConfig, create_app, default_models
+except ImportError:  # the [serve] extra is not installed: serve() says so
+    uvicorn = None
 
 def serve(host: str = "127.0.0.1", port: int = 8000, models: list[str] | None = None, workers: int = 2,
           queue: int = 8, max_upload_mb: float = 50.0) -> None:
     """Serve until interrupted (Ctrl-C)."""
-    from ..errors import UserError
-
-    try:
-        import uvicorn
-
-        from .app import ServerConfig, create_app, default_models
-    except ImportError:
+    if uvicorn is None:
         raise UserError("serve needs its extra: pip install 'digit-denoise[serve]' (starlette, uvicorn, "
-                        "python-multipart)") from None
+                        "python-multipart)")
 
     if workers < 1 or queue < 0 or max_upload_mb <= 0:
         raise UserError("--workers must be ≥ 1, --queue ≥ 0 and --max-upload-mb > 0")
     if not 0 < port < 65536:
         raise UserError(f"--port {port}: give a port between 1 and 65535")
-    import socket
-
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         try:
             probe.bind((host, port))

@@ -33,15 +33,24 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from ..checkpoint import load_model
+from ..data.manifest import manifest_paths
+from ..data.noise import BUILTIN_KINDS, babble, clip_rng, mix_at_snr, noise_signal
+from ..enhance import Denoiser
 from ..errors import UserError
+from ..figures import subplots
+from ..metrics import clip_metrics
+from ..pretrained import available
 
 STATIC = Path(__file__).resolve().parent / "static"
 SAMPLES = Path(__file__).resolve().parent / "samples"
-NOISES = ("white", "pink", "brown", "babble")
+NOISES = BUILTIN_KINDS  # what the playground mixes
 RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
 TRUNCATED = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
 PARTS = {"noisy.wav": "audio/wav", "denoised.wav": "audio/wav", "noisy.png": "image/png",
@@ -77,8 +86,6 @@ class State:
 
     def denoiser(self, name: str):
         """The loaded model called ``name`` (loaded once, on first use)."""
-        from ..enhance import Denoiser
-
         if name not in self.cfg.models:
             raise BadRequest(400, f"unknown model {name!r}; choose one of {', '.join(self.cfg.models)}")
         with self.lock:
@@ -134,12 +141,8 @@ def wav_bytes(x: np.ndarray, rate: int, subtype: str) -> bytes:
 
 def spectrogram_png(x: np.ndarray, rate: int, title: str) -> bytes:
     """A small log-magnitude spectrogram (first channel) as PNG."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.6), dpi=80)
+    fig, ax = subplots(figsize=(6, 2.6), dpi=80)
     mono = x[0] if x.shape[1] >= 64 else np.pad(x[0], (0, 64 - x.shape[1]))
     ax.specgram(mono, NFFT=512 if rate > 12000 else 256, Fs=rate, noverlap=384 if rate > 12000 else 192,
                 cmap="magma", vmin=-120)
@@ -149,7 +152,6 @@ def spectrogram_png(x: np.ndarray, rate: int, title: str) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -165,9 +167,6 @@ def session_parts(noisy: np.ndarray, clean: np.ndarray, rate: int, subtype: str)
 
 def playground(state: State, model: str, clean: np.ndarray, rate: int, noise: str, snr: float, seed: int) -> dict:
     """Mix ``clean`` (mono) with ``noise`` at ``snr``, denoise, score; returns parts and metrics."""
-    from ..data.noise import babble, clip_rng, mix_at_snr, noise_signal
-    from ..metrics import clip_metrics
-
     rng = clip_rng(seed, "playground", noise, snr)
     if noise == "babble":  # other voices: the shipped samples, shifted in time and pitch by looping
         others = [read_upload(p.read_bytes(), p.name)[0][0] for p in sorted(SAMPLES.glob("*.flac"))]
@@ -318,8 +317,6 @@ class Api:
 
 def handled(endpoint):
     """A route whose client mistakes (:class:`BadRequest`, :class:`UserError`) become 4xx/503 JSON errors."""
-    from starlette.responses import JSONResponse
-
     async def wrapper(request):
         try:
             return await endpoint(request)
@@ -333,10 +330,6 @@ def handled(endpoint):
 
 def create_app(cfg: ServerConfig):
     """The Starlette app for ``cfg`` (models are loaded on first use)."""
-    from starlette.applications import Starlette
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
-
     api = Api(cfg)
     routes = [Route("/", api.index), Route("/api/health", handled(api.health)), Route("/api/models", handled(api.models)),
               Route("/api/samples", handled(api.samples)),
@@ -353,19 +346,15 @@ def create_app(cfg: ServerConfig):
 
 
 def _model_info(path: str) -> dict:
-    from ..checkpoint import load_model
-
     model, meta = load_model(path)
     return {"summary": model.summary(), "sample_rate": int(meta["sample_rate"]),
             "trained_on": meta.get("trained_on") or ", ".join(
-                Path(m).stem for m in str((meta.get("training") or {}).get("manifest") or "").split(",") if m)}
+                Path(m).stem for m in manifest_paths((meta.get("training") or {}).get("manifest") or ""))}
 
 
 def default_models(extra: list[str]) -> dict[str, str]:
     """The shipped models (default first) plus run folders / model files given on the command line."""
-    from ..checkpoint import PACKAGED_MODELS, packaged_model
-
-    models = {name: name for name in PACKAGED_MODELS if packaged_model(name) is not None}
+    models = {name: name for name in available()}
     for spec in extra:
         path = Path(spec).expanduser()
         if not path.exists():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import UserError
 
@@ -44,8 +47,6 @@ class Dist:
         self.rank = int(os.environ.get("RANK", "0"))
         self.device = device
         if self.world > 1:
-            import torch.distributed as dist
-
             if device.type == "cuda":
                 self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
                 torch.cuda.set_device(self.device)
@@ -58,14 +59,11 @@ class Dist:
 
     def barrier(self) -> None:
         if self.world > 1:
-            import torch.distributed as dist
-
             dist.barrier()
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if self.world == 1:
             return model
-        from torch.nn.parallel import DistributedDataParallel
 
         return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
@@ -76,7 +74,6 @@ class Dist:
         """(Σ value, Σ count) over ranks."""
         if self.world == 1:
             return value, count
-        import torch.distributed as dist
 
         t = torch.tensor([value, float(count)], dtype=torch.float64)
         dist.all_reduce(t)
@@ -84,7 +81,25 @@ class Dist:
 
     def close(self) -> None:
         if self.world > 1:
-            import torch.distributed as dist
-
             dist.barrier()
             dist.destroy_process_group()
+
+
+def compile_model(module):
+    """``torch.compile(module)`` with inductor's kernel cache kept apart per CPU instruction set.
+
+    Inductor's on-disk cache does not tell kernels generated for AVX2/AVX-512 from those for the
+    portable ones (``ATEN_CPU_CAPABILITY=default``, or a home folder shared by different CPUs): a
+    cached vectorised kernel is then rebuilt without the vector headers and fails to compile. One
+    cache folder per capability avoids that; a ``TORCHINDUCTOR_CACHE_DIR`` the user set is kept.
+    """
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir  # private: may move
+        base = os.path.abspath(default_cache_dir())
+    except ImportError:  # a private module: fall back to its documented default place
+        base = os.path.join(tempfile.gettempdir(), "torchinductor")
+    # importing torch._dynamo already writes the default into the environment: only that is replaced
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR", base) == base:
+        cap = torch.backends.cpu.get_cpu_capability().lower()
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{base}_{cap}"
+    return torch.compile(module)

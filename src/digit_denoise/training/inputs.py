@@ -8,17 +8,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.manifest import load_manifest, select
+from ..data.batches import ClipAugment, WaveBatchConfig, WaveData
+from ..data.manifest import load_manifest, manifest_paths, select
+from ..data.noise import TRAINING_KINDS, NoiseConfig, parse_kinds
 from ..data.pairs import BabblePool
-from ..data.seed_cache import cached_seed_images, seed_images
 from ..errors import UserError
-from ..features import SeedFeatureConfig
+from ..seed.cache import cached_seed_images, seed_images
+from ..seed.features import SeedFeatureConfig
 from .config import TrainConfig
-
-
-def manifest_paths(manifest: str) -> list[str]:
-    """``a.csv`` or ``a.csv,b.csv`` → the manifest paths (waveform models train on their union)."""
-    return [p.strip() for p in str(manifest).split(",") if p.strip()]
 
 
 def load_rows(manifest: str) -> list:
@@ -31,9 +28,9 @@ class SeedData:
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         if len(manifest_paths(cfg.manifest)) != 1:
-            raise UserError(f"--manifest {cfg.manifest}: seed models train on one manifest; merge corpora "
-                            "with waveform models only")
-        rows = load_manifest(cfg.manifest)
+            raise UserError(f"--manifest {','.join(cfg.manifest)}: seed models train on one manifest; merge "
+                            "corpora with waveform models only")
+        rows = load_manifest(manifest_paths(cfg.manifest)[0])
         self.feat = SeedFeatureConfig()
         self.pool = BabblePool(rows)
         self.train_rows = select(rows, "train", cfg.limit or None)
@@ -41,9 +38,7 @@ class SeedData:
         self.fresh_noise = cfg.fresh_noise
         self.transform = None
         if cfg.fresh_noise and cfg.augment:  # a new voice and microphone for each clip, every epoch
-            from ..data.batches import ClipAugment
-
-            self.transform = ClipAugment(speed=augment_options(cfg), eq_db=cfg.eq_db)
+            self.transform = ClipAugment(speed=cfg.speed, eq_db=cfg.eq_db)
         self.device = device
         self.train = cached_seed_images(self.train_rows, self.feat, pool=self.pool, name="train", device=device)
         self.val = cached_seed_images(self.val_rows, self.feat, pool=self.pool, name="val", device=device)
@@ -54,8 +49,6 @@ class SeedData:
         if not self.fresh_noise or epoch == 0:
             return self.train
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-            from ..data.noise import NoiseConfig
-
             kinds = tuple(sorted({r.noise for r in self.train_rows if r.noise != "given"})) or ("white",)
             snrs = tuple(sorted({float(r.snr) for r in self.train_rows if r.snr}))
             noise = NoiseConfig(kinds=kinds, snr=snrs or (-8.0,))
@@ -72,34 +65,19 @@ class SeedData:
             yield batch_tensors(self.val, np.arange(i, min(i + batch, len(self.val))), self.device)
 
 
-def augment_options(cfg: TrainConfig) -> tuple[float, float]:
-    """The checked ``--speed`` range (and ``--eq-db``) of the clean-speech augmentation."""
-    lo_s, _, hi_s = str(cfg.speed).partition(":")
-    try:
-        speed = (float(lo_s), float(hi_s or lo_s))
-    except ValueError:
-        speed = (0.0, 0.0)
-    if not 0.5 <= speed[0] <= speed[1] <= 2.0:
-        raise UserError(f"--speed {cfg.speed!r}: expected LO:HI between 0.5 and 2, e.g. 0.9:1.1")
-    if not (0 <= cfg.eq_db <= 30):
-        raise UserError(f"--eq-db {cfg.eq_db}: give 0 (off) to 30 dB")
-    return speed
+def wave_batch_config(cfg: TrainConfig, sample_rate: int) -> WaveBatchConfig:
+    """The batch settings of a run (every value already typed and checked by the config's parsers; the noise
+    folders must exist)."""
+    return WaveBatchConfig(sample_rate=sample_rate, segment=cfg.segment, snr=cfg.snr,
+                           kinds=parse_kinds(cfg.noise, TRAINING_KINDS), augment=cfg.augment, speed=cfg.speed,
+                           eq_db=cfg.eq_db, babble_talkers=cfg.babble_talkers, snr_focus=cfg.snr_focus)
 
 
-def make_wave_data(cfg: TrainConfig, sample_rate: int):
+def make_wave_data(cfg: TrainConfig, sample_rate: int) -> WaveData:
     """:class:`..data.batches.WaveData` for a waveform model (clips loaded at the model's rate)."""
-    from ..data.batches import (WaveBatchConfig, WaveData, parse_int_range, parse_snr_focus, parse_snr_range,
-                              parse_wave_noise)
-
     rows = load_rows(cfg.manifest)
-    speed = augment_options(cfg)
-    bcfg = WaveBatchConfig(sample_rate=sample_rate, segment=cfg.segment, snr=parse_snr_range(cfg.snr),
-                           kinds=parse_wave_noise(cfg.noise), augment=cfg.augment, speed=speed, eq_db=cfg.eq_db,
-                           babble_talkers=parse_int_range(cfg.babble_talkers, "babble-talkers"),
-                           snr_focus=parse_snr_focus(cfg.snr_focus))
-    data = WaveData(select(rows, "train", cfg.limit or None), select(rows, "val", cfg.val_limit or None), bcfg,
-                    cfg.seed, cfg.batch_size)
-    return data
+    return WaveData(select(rows, "train", cfg.limit or None), select(rows, "val", cfg.val_limit or None),
+                    wave_batch_config(cfg, sample_rate), cfg.seed, cfg.batch_size)
 
 
 def batch_tensors(arr: np.ndarray, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

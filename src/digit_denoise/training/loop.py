@@ -19,14 +19,15 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import load_model, load_state, model_meta, rng_state, save_checkpoint, set_rng_state
-from ..data.seed_cache import epoch_order
+from ..data.manifest import manifest_paths
+from ..data.order import epoch_order
 from ..errors import UserError
+from ..losses import LOSSES, guarded, wave_loss
 from ..models import build_model, count_parameters, model_config
 from ..progress import progress, say
-from ..runtime import compile_model
 from .config import TrainConfig, check, learning_rate
-from .distributed import Dist, autocast_dtype, pick_device
-from .inputs import SeedData, make_wave_data, manifest_paths
+from .distributed import Dist, autocast_dtype, compile_model, pick_device
+from .inputs import SeedData, make_wave_data
 from .runlog import append_history, prepare_run_folder, read_history, truncate_history, write_summary
 
 SAVE_SECONDS = 300.0  # wall-clock interval of the extra `last` saves between validations
@@ -40,8 +41,6 @@ def seed_everything(seed: int) -> None:
 
 def loss_fn(name: str, wave: bool, no_harm: float = 0.0, teacher=None, no_regress: float = 0.0):
     """``f(estimate, clean, noisy) -> scalar``: the loss called ``name`` (+ the no-harm / no-regress guards)."""
-    from ..losses import LOSSES, guarded, wave_loss
-
     if wave:
         if name not in LOSSES:
             raise UserError(f"--loss {name!r}: waveform models support {', '.join(LOSSES)}")
@@ -100,8 +99,9 @@ def train(cfg: TrainConfig, restart: bool = False) -> dict:
     for m in manifest_paths(cfg.manifest):
         if not Path(m).is_file():
             raise UserError(f"{m}: manifest not found; make one with 'digit-denoise data prepare'")
-    # absolute paths, so `evaluate` finds them from any folder (it uses the first manifest's test split)
-    cfg.manifest = ",".join(str(Path(m).resolve()) for m in manifest_paths(cfg.manifest))
+    # absolute paths, so `evaluate` finds them from any folder (it uses the first manifest's test split);
+    # `tools/ship.py` makes them relative again in a shipped model
+    cfg.manifest = tuple(str(Path(m).resolve()) for m in manifest_paths(cfg.manifest))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dist = Dist(pick_device(cfg.device))
@@ -157,7 +157,7 @@ class Loop:
             self.n, n_val = len(self.data.train_rows), len(self.data.val_rows)
             features = {"kind": "seed", **self.data.feat.to_dict()}
         if self.n == 0 or n_val == 0:
-            raise UserError(f"{cfg.manifest}: needs both train and val rows")
+            raise UserError(f"{','.join(cfg.manifest)}: needs both train and val rows")
         self.meta = model_meta(cfg.model, mcfg.to_dict(), features, model.sample_rate, {"preset": cfg.preset})
 
     def _init_from(self, path: str) -> None:
@@ -215,12 +215,17 @@ class Loop:
             lv, epoch = self._one_step()
             bar.update(1)
             bar.set_postfix(loss=f"{lv:.4f}", epoch=epoch + 1)
-            if self.step % cfg.val_every == 0 or self.step == self.total:
+            out_of_time = self._out_of_time(t0)
+            if self.step % cfg.val_every == 0 or self.step == self.total or out_of_time:
                 record = self._validate(t0)
                 if not bar.disable:
                     bar.write(f"step {self.step}: train {record['train_loss']:.5f}  val {record['val_loss']:.5f}  "
                               f"({record['samples_per_s']:.0f} samples/s)")
                 t0 = last_save = time.perf_counter()
+                if out_of_time:
+                    say(f"--max-minutes {cfg.max_minutes:g}: stopping at step {self.step} (rerun with a larger "
+                        "value to go on)")
+                    break
             elif (cfg.save_every and self.step % cfg.save_every == 0) or (
                     dist.world == 1 and time.perf_counter() - last_save > SAVE_SECONDS):
                 now = time.perf_counter()  # a resume point between validations: a kill loses minutes at most
@@ -231,6 +236,15 @@ class Loop:
                 last_save = now
         bar.close()
         return self._finish()
+
+    def _out_of_time(self, t0: float) -> bool:
+        """True once the run has trained ``--max-minutes`` (across resumes); every rank agrees (rank 0 decides)."""
+        if not self.cfg.max_minutes:
+            return False
+        over = self.elapsed + time.perf_counter() - t0 >= self.cfg.max_minutes * 60
+        if self.dist.world > 1:
+            over = self.dist.total(float(over and self.dist.main), 1)[0] > 0
+        return over
 
     def _one_step(self) -> tuple[float, int]:
         cfg = self.cfg

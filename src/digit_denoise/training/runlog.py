@@ -21,7 +21,9 @@ from pathlib import Path
 from ..audio import atomic_path
 from ..checkpoint import recover
 from ..errors import UserError
+from ..figures import subplots
 from .config import TrainConfig, saved_differences
+
 
 def append_history(run: Path, record: dict) -> None:
     with open(run / "history.jsonl", "a", encoding="utf-8") as f:
@@ -51,12 +53,8 @@ def truncate_history(run: Path, step: int) -> None:
 
 
 def plot_losses(records: list[dict], path: Path) -> None:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig, ax = subplots(figsize=(6, 3.5), dpi=100)
     steps = [r["step"] for r in records]
     ax.plot(steps, [r["train_loss"] for r in records], "o-", label="train", ms=3)
     ax.plot(steps, [r["val_loss"] for r in records], "s-", label="validation", ms=3)
@@ -70,7 +68,6 @@ def plot_losses(records: list[dict], path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 def check_same_run(run: Path, cfg: TrainConfig) -> None:

@@ -30,8 +30,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from . import audio
-from .dictconfig import DictConfig
+from .. import audio
+from ..dictconfig import DictConfig
 
 __all__ = [
     "SeedFeatureConfig",

@@ -8,8 +8,10 @@ images on the fly instead (still a pure function of seed, clip id and epoch).
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
+import multiprocessing as mp
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -18,11 +20,11 @@ import numpy as np
 import torch
 
 from ..audio import atomic_path
-from .pairs import BabblePool, make_pair
-from ..features import SeedFeatureConfig, SeedFeatures
-from .manifest import Row
-from .noise import NoiseConfig
+from ..data.manifest import Row
+from ..data.noise import NoiseConfig
+from ..data.pairs import BabblePool, make_pair
 from ..progress import progress
+from .features import SeedFeatureConfig, SeedFeatures
 
 CACHE_VERSION = 1
 
@@ -164,9 +166,6 @@ def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, b
 
     bar = progress(total=n, desc=desc, unit="clip")
     if workers > 0 and len(chunks) > 1:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
         with cf.ProcessPoolExecutor(min(workers, len(chunks)), mp_context=ctx, initializer=_fill_init,
                                     initargs=(state, 1)) as ex:
@@ -179,7 +178,6 @@ def seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: BabblePool, b
             if prefetch and len(chunks) > 1:
                 # read/resample/mix the next batch in a thread while torch works on this one
                 # (soundfile, soxr, numpy and torch all release the GIL for the heavy parts)
-                import concurrent.futures as cf
 
                 with cf.ThreadPoolExecutor(1) as ex:
                     nxt = ex.submit(_fill_pairs, chunks[0])
@@ -216,8 +214,3 @@ def cached_seed_images(rows: list[Row], feat: SeedFeatureConfig, *, pool: Babble
         with open(tmp, "wb") as f:
             np.save(f, arr)
     return np.load(path, mmap_mode="r")
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled order of epoch ``epoch``: a pure function of (seed, epoch)."""
-    return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)

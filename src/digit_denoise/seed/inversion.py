@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from . import audio
+from .. import audio
 from .features import SeedFeatureConfig, _as_clip_list, area_resize, mel_filterbank
 
 # --------------------------------------------------------------------------------------------
