@@ -190,3 +190,52 @@ def test_rng_state_round_trip(tmp_path):
     assert torch.equal(expect[0], got[0])
     assert np.array_equal(expect[1], got[1])
     assert expect[2] == got[2]
+
+
+# ------------------------------------------------------------------------------ hostile model files
+HOSTILE = {  # edits of a copy of the shipped default's JSON, and a piece of the one-line error each must give
+    "channels-4000": (lambda m: m["config"].update(channels=4000), "the config makes [4000"),
+    "channels-20000": (lambda m: m["config"].update(channels=20000), "channels 20000: outside"),
+    "n_fft-32768": (lambda m: m["config"].update(n_fft=32768), "n_fft 32768: outside"),
+    "dilations-200000": (lambda m: m["config"].update(dilations=[1] * 200000), "blocks 200000: outside"),
+    "sample_rate-1e9": (lambda m: m.update(sample_rate=10 ** 9), "invalid sample_rate 1000000000"),
+    "config-sample_rate-1e9": (lambda m: m["config"].update(sample_rate=10 ** 9), "sample_rate 1000000000: outside"),
+}
+
+
+@pytest.mark.parametrize("case", [*HOSTILE, "nested-100000"])
+def test_a_hostile_model_json_fails_fast_and_small(tmp_path, case):
+    """Each is refused with one line in well under a second, with a few MB beyond the process's own (a
+    subprocess reads its peak RSS): the weights' shapes are read from the safetensors header and compared
+    with the model built on the meta device before anything is allocated."""
+    import shutil
+    import subprocess
+    import sys
+
+    from digit_denoise.pretrained import REGISTRY
+
+    src = REGISTRY["default"]
+    shutil.copy(src.weights, tmp_path / "m.safetensors")
+    meta = json.loads(src.config.read_text())
+    if case == "nested-100000":
+        text, words = '{"format": "digit-denoise-model", "x": ' + "[" * 100000 + "]" * 100000 + "}", "nested more than"
+    else:
+        edit, words = HOSTILE[case]
+        edit(meta)
+        text = json.dumps(meta)
+    (tmp_path / "m.json").write_text(text)
+    script = (
+        "import json, time, torch\n"
+        "from digit_denoise.checkpoint import load_model\n"
+        "from digit_denoise.errors import UserError\n"
+        "def hwm():\n"
+        "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024\n"
+        "base, t = hwm(), time.perf_counter()\n"
+        f"try:\n    load_model({str(tmp_path / 'm.safetensors')!r}); msg = 'loaded'\n"
+        "except UserError as e:\n    msg = str(e)\n"
+        "print(json.dumps({'s': time.perf_counter() - t, 'grew_mb': hwm() - base, 'peak_mb': hwm(), 'msg': msg}))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert words in r["msg"] and "\n" not in r["msg"], r
+    assert r["s"] < 1.0 and r["grew_mb"] < 100 and r["peak_mb"] < 500, r

@@ -393,6 +393,47 @@ def c_model_pickle_file(r):  # a pickle renamed .safetensors is never unpickled
     return _model_case(r, edit, "corrupt or not a safetensors file")
 
 
+def c_fifo_in_a_folder(r):  # a FIFO is skipped with its reason, never opened (opening one blocks forever)
+    write(r, "good.wav", tone(800, 8000), 8000)
+    os.mkfifo(r / "in" / "x.wav")
+
+    def check(r):
+        assert (r / "out" / "good.wav").is_file() and not (r / "out" / "x.wav").exists()
+    return Case(["in"], "out", 0, check=check, stderr="x.wav: is a FIFO, not a regular file")
+
+
+def c_fifo_dry_run(r):
+    write(r, "good.wav", tone(800, 8000), 8000)
+    os.mkfifo(r / "in" / "x.wav")
+    return Case(["in"], "out", 0, extra=["--dry-run"], stderr="is a FIFO")
+
+
+def c_fifo_as_the_input(r):
+    (r / "in").mkdir()
+    os.mkfifo(r / "in" / "x.wav")
+    return Case(["in/x.wav"], "out.wav", 2, "is a FIFO, not a regular file")
+
+
+def c_symlink_loop(r):  # a per-file error; the other files are denoised
+    write(r, "good.wav", tone(800, 8000), 8000)
+    os.symlink("b.wav", r / "in" / "a.wav")
+    os.symlink("a.wav", r / "in" / "b.wav")
+
+    def check(r):
+        assert (r / "out" / "good.wav").is_file()
+    return Case(["in"], "out", 1, check=check, stderr="a loop of symbolic links")
+
+
+def c_sample_rate_1_hz(r):  # would be resampled 16,000× to the model's rate: a per-file error, at once
+    write(r, "good.wav", tone(800, 8000), 8000)
+    write(r, "r1.wav", (0.1 * np.random.default_rng(0).standard_normal(1000)).astype(np.float32), 1,
+          subtype="PCM_16")
+
+    def check(r):
+        assert (r / "out" / "good.wav").is_file() and not (r / "out" / "r1.wav").exists()
+    return Case(["in"], "out", 1, check=check, stderr="sample rate 1 Hz is outside the supported 4000–384000 Hz")
+
+
 CASES = {name[2:]: fn for name, fn in sorted(globals().items()) if name.startswith("c_")}
 
 

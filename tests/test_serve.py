@@ -103,7 +103,7 @@ def test_bad_uploads_get_a_4xx_json_error_and_the_server_goes_on(server):
         (dict(files={"audio": ("a.wav", good)}), 400, "missing multipart field 'file'"),
         (dict(files={"file": ("a.wav", good)}, data={"model": "../../etc/passwd"}), 400, "unknown model"),
         (dict(files={"file": ("big.wav", b"\0" * int(1.2 * LIMIT_MB * 2**20))}), 413, "too large"),
-        (dict(content=good, headers={"content-type": "audio/wav"}), 400, "multipart/form-data"),
+        (dict(content=good, headers={"content-type": "audio/wav"}), 415, "multipart/form-data"),
         (dict(data={"sample": "/etc/passwd"}, path="/api/playground"), 400, "sample"),
         (dict(data={"sample": "nine-zero-three", "noise": "rain"}, path="/api/playground"), 400, "noise"),
         (dict(data={"sample": "nine-zero-three", "snr": "loud"}, path="/api/playground"), 400, "snr"),

@@ -6,7 +6,9 @@ Arrays are float32 shaped ``(channels, samples)``. Nothing here knows about mode
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,17 +57,41 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"{path}: no such file; check the path")
-    if path.is_dir():
+MIN_RATE, MAX_RATE = 4000, 384000  # sample rates accepted (Hz): outside them, resampling costs without bound
+
+
+def check_rate(rate: int, name: str = "audio") -> None:
+    """Refuse a sample rate outside ``MIN_RATE``…``MAX_RATE`` (a 1 Hz file would be resampled 16,000×)."""
+    if not MIN_RATE <= int(rate) <= MAX_RATE:
+        raise UserError(f"{name}: sample rate {rate} Hz is outside the supported {MIN_RATE}–{MAX_RATE} Hz; "
+                        "resample or re-export the file")
+
+
+class NotRegularFile(UserError):
+    """A FIFO, socket or device where an audio file was expected: skipped, never opened."""
+
+
+def check_input(path: Path) -> None:
+    """A regular file (or a link to one): never a folder, FIFO, device or socket, whose reading could block."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path}: a loop of symbolic links; fix the link") from None
+        if path.is_symlink():
+            raise UserError(f"{path}: a broken symbolic link (its target does not exist)") from None
+        raise UserError(f"{path}: no such file or folder; check the path") from None
+    if stat.S_ISDIR(st.st_mode):
         raise UserError(f"{path}: is a folder, expected an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device"
+        raise NotRegularFile(f"{path}: is a {kind}, not a regular file; only regular files are read")
 
 
 def info(path: str | os.PathLike) -> AudioInfo:
     """Read an audio file's header. Raises :class:`UserError` if it is not readable audio."""
     path = Path(path)
-    _check_exists(path)
+    check_input(path)
     try:
         i = sf.info(str(path))
     except Exception as e:  # libsndfile's errors are RuntimeError / LibsndfileError
@@ -128,7 +154,7 @@ def load_audio(path: str | os.PathLike, sr: int | None = None, mono: bool = Fals
         (audio, sample_rate). Non-finite samples raise :class:`UserError`.
     """
     path = Path(path)
-    _check_exists(path)
+    check_input(path)
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True, start=start,
                                 frames=frames)
@@ -225,7 +251,7 @@ def read_blocks(path: str | os.PathLike, block: int = 1 << 16) -> Iterator[np.nd
     file and the time of the bad block. The file is closed when the generator ends or is closed.
     """
     path = Path(path)
-    _check_exists(path)
+    check_input(path)
     try:
         f = sf.SoundFile(str(path))
     except Exception as e:

@@ -16,16 +16,16 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .audio import MAX_RATE, MIN_RATE
 from .errors import UserError
 from .models import available_models, build_model
 from .pretrained import available, packaged_path
@@ -104,12 +104,47 @@ def resolve(path: str | Path) -> tuple[Path, Path]:
     raise UserError(f"{p}: not a model file; expected a .safetensors file (with its .json) or a run folder")
 
 
+MAX_JSON_BYTES = 1 << 20  # a model's JSON is a few kB; a larger one is refused unread
+MAX_JSON_DEPTH = 32  # nesting of a model's JSON (a real one: 4)
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON text (outside strings), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def read_meta(json_path: Path) -> dict:
     try:
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
+        size = json_path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise UserError(f"{json_path}: model config is {size / 2**20:.1f} MB; a model's JSON is a few kB")
+        text = json_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{json_path}: model config missing; a model needs its .json beside the weights") from None
-    except (ValueError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise UserError(f"{json_path}: model config is not valid JSON ({str(e)[:80]})") from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise UserError(f"{json_path}: model config is nested more than {MAX_JSON_DEPTH} deep; the file is damaged")
+    try:
+        meta = json.loads(text)
+    except ValueError as e:
         raise UserError(f"{json_path}: model config is not valid JSON ({str(e)[:80]})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{json_path}: not a digit-denoise model config (no \"format\": \"{FORMAT}\")")
@@ -137,30 +172,66 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     config, features, rate = meta.get("config") or {}, meta.get("features") or {}, meta.get("sample_rate")
     if not isinstance(config, dict) or not isinstance(features, dict):
         raise UserError(f"{js}: \"config\" and \"features\" must be JSON objects; the model file is damaged")
-    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
-        raise UserError(f"{js}: invalid sample_rate {rate!r}; the model file is damaged")
+    if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
+        raise UserError(f"{js}: invalid sample_rate {str(rate)[:20]} (expected {MIN_RATE}–{MAX_RATE} Hz); "
+                        "the model file is damaged")
+    shapes = weight_shapes(weights)
+    check_shapes(js, weights, name, config, shapes)  # on the meta device: nothing is allocated
     try:
         model = build_model(name, config)
     except UserError as e:
         raise UserError(f"{js}: {e}") from None
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError, RuntimeError, MemoryError) as e:
-        raise UserError(f"{js}: model config does not fit model '{name}' ({str(e)[:120]})") from None
+        raise UserError(f"{js}: model config does not fit model '{name}' ({brief(e)})") from None
     _check_consistent(js, model, features, rate)
     try:
         tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{weights}: corrupt or not a safetensors file ({brief(e, 80)})") from None
+    model.load_state_dict(tensors, strict=True)  # names and shapes checked above
+    return model.to(device).eval(), meta
+
+
+def brief(e: BaseException, n: int = 160) -> str:
+    """The first line of an error, cut at a word boundary (never mid-number) when longer than ``n``."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0].strip()
+    if len(text) <= n:
+        return text
+    return text[:n].rsplit(" ", 1)[0] + " …"
+
+
+def weight_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """{name: shape} of a safetensors file, read from its header alone (no tensor is loaded)."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except FileNotFoundError:
         raise UserError(f"{weights}: weights file missing") from None
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{weights}: corrupt or not a safetensors file ({str(e)[:80]})") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"{weights}: corrupt or not a safetensors file ({brief(e, 80)})") from None
+
+
+def check_shapes(js: Path, weights: Path, name: str, config: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Build the model on the meta device (no memory) and compare its tensors with the file's, name by name:
+    a config that does not fit its weights is refused before anything is allocated."""
     try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        detail = re.sub(r"copying a param with shape torch\.Size\((\[.*?\])\) from checkpoint, the shape in "
-                        r"current model is torch\.Size\((\[.*?\])\)", r"the file has \1, the config makes \2",
-                        (first[1] if len(first) > 1 else first[0]).strip())
-        raise UserError(f"{weights}: weights do not match the model in {js.name} ({detail[:160]})") from None
-    return model.to(device).eval(), meta
+        with torch.device("meta"):
+            skeleton = build_model(name, config)
+    except UserError as e:
+        raise UserError(f"{js}: {e}") from None
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError, RuntimeError, MemoryError) as e:
+        raise UserError(f"{js}: model config does not fit model '{name}' ({brief(e)})") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        said = "; ".join(x for x in (f"missing {', '.join(missing[:3])}" if missing else "",
+                                     f"unexpected {', '.join(unexpected[:3])}" if unexpected else "") if x)
+        raise UserError(f"{weights}: weights do not match the model in {js.name} ({said[:160]})")
+    wrong = [k for k in expected if expected[k] != shapes[k]]
+    if wrong:
+        k = wrong[0]
+        raise UserError(f"{weights}: weights do not match the model in {js.name} ({k}: the file has "
+                        f"{list(shapes[k])}, the config makes {list(expected[k])})")
 
 
 def _check_consistent(js: Path, model: torch.nn.Module, features: dict, rate: int) -> None:

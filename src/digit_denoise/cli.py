@@ -13,7 +13,7 @@ import sys
 
 from . import pretrained
 from .errors import UserError
-from .runtime import tune_malloc
+from .runtime import server_malloc, tune_malloc
 from .version import __version__
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
@@ -298,7 +298,8 @@ def add_compare(sub) -> None:
 def cmd_serve(a) -> int:
     from .serve import serve
 
-    serve(a.host, a.port, a.model, workers=a.workers, queue=a.queue, max_upload_mb=a.max_upload_mb)
+    serve(a.host, a.port, a.model, workers=a.workers, queue=a.queue, max_upload_mb=a.max_upload_mb,
+          max_seconds=a.max_seconds, allowed_hosts=a.allowed_host or [])
     return 0
 
 
@@ -312,7 +313,14 @@ def add_serve(sub) -> None:
                         + "; repeatable)")
     p.add_argument("--workers", type=int, default=2, help="requests denoised at once")
     p.add_argument("--queue", type=int, default=8, help="requests waiting for a worker; more get 503 + Retry-After")
-    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted (MB)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0,
+                   help="largest request accepted (MB), counted while it arrives (chunked uploads too)")
+    p.add_argument("--max-seconds", type=float, default=300.0,
+                   help="longest audio a request may hold: duration × channels, at up to 48 kHz (higher rates count "
+                        "proportionally); checked from the header before decoding")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                   help="a host name the server answers to besides IP addresses and localhost (repeatable): needed "
+                        "to reach it by name with --host 0.0.0.0; other names get 403 (DNS rebinding)")
 
 
 _EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise, add_export, add_compare, add_serve]
@@ -334,7 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
-    tune_malloc()  # keep freed tensor memory in the heap: faster CPU torch (see runtime.py)
+    if args.command == "serve":
+        server_malloc()  # a long-running server gives memory back after each request (see runtime.py)
+    else:
+        tune_malloc()  # keep freed tensor memory in the heap: faster CPU torch (see runtime.py)
     try:
         return int(args.func(args) or 0)
     except UserError as e:

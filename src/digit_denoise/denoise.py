@@ -31,7 +31,18 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from .audio import AUDIO_FORMATS, FORMATS, AudioInfo, atomic_path, info, read_blocks, write_blocks
+from .audio import (
+    AUDIO_FORMATS,
+    FORMATS,
+    AudioInfo,
+    NotRegularFile,
+    atomic_path,
+    check_input,
+    check_rate,
+    info,
+    read_blocks,
+    write_blocks,
+)
 from .enhance import Denoiser
 from .errors import UserError
 from .progress import progress, say
@@ -62,7 +73,7 @@ def _walk(folder: Path, recursive: bool, exclude: Path | None) -> Iterator[Path]
     """Files under ``folder`` (sorted), without hidden names, symlinked folders or ``exclude``."""
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (exclude is None or
-                                                                        (Path(root) / d).resolve() != exclude))
+                                                                        _resolved(Path(root) / d) != exclude))
         for name in sorted(files):
             if not name.startswith("."):
                 yield Path(root) / name
@@ -105,6 +116,12 @@ def output_format(hdr: AudioInfo, fmt: str | None, dst_suffix: str | None) -> tu
     return format, subtype, ext or "", note
 
 
+def _resolved(p: Path) -> Path:
+    """``p`` with its links followed, or as far as they go: a link loop is not an error here (Path.resolve
+    raises on one), it fails later as that file's own error."""
+    return Path(os.path.realpath(p))
+
+
 def _file_id(p: Path) -> tuple[int, int] | None:
     with contextlib.suppress(OSError):
         st = p.stat()
@@ -124,8 +141,8 @@ def plan(inputs: list[str], output: str, *, fmt: str | None = None, recursive: b
         raise UserError("give at least one input file or folder")
     ins = [Path(p) for p in inputs]
     for p in ins:
-        if not p.exists():
-            raise UserError(f"{p}: no such file or folder; check the path")
+        if not p.is_dir():
+            check_input(p)  # a missing file, a link loop, a FIFO...: a usage mistake for a named input
     out = Path(output)
     single = len(ins) == 1 and ins[0].is_file()
     to_file = single and not (out.is_dir() or output.endswith(("/", os.sep)))
@@ -137,7 +154,7 @@ def plan(inputs: list[str], output: str, *, fmt: str | None = None, recursive: b
     found: list[tuple[Path, Path]] = []  # (source, output path before the format's extension)
     for p in ins:
         if p.is_dir():
-            exclude = out.resolve() if out.resolve() != p.resolve() else None
+            exclude = _resolved(out) if _resolved(out) != _resolved(p) else None
             found += [(f, out / f.relative_to(p)) for f in _walk(p, recursive, exclude)]
         else:
             found.append((p, out if to_file else out / p.name))
@@ -150,8 +167,12 @@ def plan(inputs: list[str], output: str, *, fmt: str | None = None, recursive: b
             job.status, job.reason = "skipped", f"not an audio file name ('{src.suffix or src.name}')"
             continue
         try:
-            hdr = info(src)
+            hdr = info(src)  # regular files only: a FIFO, socket or device is refused, never opened
+            check_rate(hdr.sample_rate, str(src))
             job.format, job.subtype, ext, job.note = output_format(hdr, fmt, dst.suffix.lower() if to_file else None)
+        except NotRegularFile as e:
+            job.status, job.reason = "skipped", str(e).split(": ", 1)[-1]
+            continue
         except UserError as e:
             if single:
                 raise
@@ -159,14 +180,14 @@ def plan(inputs: list[str], output: str, *, fmt: str | None = None, recursive: b
             continue
         job.dst = dst.with_suffix(ext) if ext and not to_file else dst
 
-    sources = {j.src.resolve() for j in jobs} | {_file_id(j.src) for j in jobs}  # paths and (device, inode)s
+    sources = {_resolved(j.src) for j in jobs} | {_file_id(j.src) for j in jobs}  # paths and (device, inode)s
     seen: dict[Path, Path] = {}
     for job in jobs:
         if job.dst is None:
             continue
-        if job.dst.resolve() in sources or (job.dst.exists() and _file_id(job.dst) in sources):
+        if _resolved(job.dst) in sources or (job.dst.exists() and _file_id(job.dst) in sources):
             raise UserError(f"{job.dst}: output would overwrite an input; choose another -o")
-        key = job.dst.resolve()
+        key = _resolved(job.dst)
         if key in seen:
             raise UserError(f"{job.dst}: inputs {seen[key]} and {job.src} would both be written there "
                             "(same file name); denoise them into different folders")

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .audio import info, read_blocks, resample_stream
+from .audio import check_rate, info, read_blocks, resample_stream
 from .checkpoint import load_model
 from .errors import UserError
 from .pretrained import packaged_path
@@ -190,9 +190,11 @@ class Denoiser:
 
         The output has the same rate, channels and total length as the input. Blocks may have any
         size; samples must be finite (see :func:`audio.read_blocks`). Memory stays bounded by the
-        window size (``chunk_seconds``), whatever the input's length.
+        window size (``chunk_seconds``), whatever the input's length. The rate must be within
+        ``audio.MIN_RATE``…``audio.MAX_RATE`` (a UserError otherwise: resampling 1 Hz audio costs without bound).
         """
         sr = int(sample_rate)
+        check_rate(sr)
         src = _Counted(blocks)
         if self.kind == "wave":
             rate = self.sample_rate

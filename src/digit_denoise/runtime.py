@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -44,3 +45,34 @@ def tune_malloc() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _done
+
+
+M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+SERVER_ARENAS = 2  # glibc makes up to 8 × cores arenas for threads; each keeps its freed memory
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def server_malloc() -> bool:
+    """For a long-running server: few malloc arenas (threads share them, so freed memory is reused instead of
+    held per thread). Call before starting threads; :func:`release_memory` after the work. glibc only."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(libc.mallopt(M_ARENA_MAX, SERVER_ARENAS))
+
+
+def release_memory() -> None:
+    """Give the memory freed so far back to the system (glibc's ``malloc_trim``; a no-op elsewhere)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)

@@ -43,6 +43,8 @@ class AttnUNetConfig(DictConfig):
         self.channels = tuple(int(c) for c in self.channels)
         if len(self.channels) < 2 or min(self.channels) < 1:
             raise UserError(f"seed-attn: channels must be ≥ 2 positive widths, got {list(self.channels)}")
+        if max(self.channels) > 4096 or len(self.channels) > 8 or max(self.in_channels, self.out_channels) > 64:
+            raise UserError("seed-attn: at most 8 levels of at most 4096 channels, and at most 64 input/output planes")
         if self.in_channels < 1 or self.out_channels < 1:
             raise UserError("seed-attn: in_channels and out_channels must be >= 1")
         if self.final_activation not in FINAL_ACTIVATIONS:

@@ -24,6 +24,17 @@ SEED_RATE = 48000  # the seed representation's audio rate (see features.SeedFeat
 SEED_SIZE = (112, 112)
 
 
+def check_bounds(config, **bounds: tuple[int, int]) -> None:
+    """``name=(value, hi)`` or ``name=(lo, hi)`` for a config field ``name``: a ValueError outside them.
+
+    A model file from elsewhere names its config; these bounds keep a hostile one (``"channels": 20000``,
+    200,000 dilations) from building anything huge before its weights are even compared."""
+    for name, (a, b) in bounds.items():
+        value, lo, hi = (getattr(config, name), a, b) if hasattr(config, name) else (a, 1, b)
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} {value}: outside {lo}…{hi}")
+
+
 class Family(nn.Module):
     kind = "wave"
 

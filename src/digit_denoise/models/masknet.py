@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ..dictconfig import DictConfig
 from ..errors import UserError
-from .base import Family
+from .base import Family, check_bounds
 
 MASKS = ("magnitude", "complex", "polar", "filter")
 NORMS = ("none", "frame", "utterance")
@@ -71,6 +71,8 @@ class MaskNetConfig(DictConfig):
             raise ValueError("channels and dilations must be positive")
         if not 0 <= self.taps <= 8:
             raise ValueError(f"taps {self.taps}: give 0 to 8")
+        check_bounds(self, sample_rate=(4000, 384000), n_fft=(8, 8192), hop=(1, 4096), channels=(1, 4096),
+                     kernel=(1, 63), blocks=(len(self.dilations), 256), dilation=(max(self.dilations), 65536))
 
     def head(self) -> int:
         """Head outputs per frequency bin."""
@@ -92,6 +94,12 @@ class STFT(nn.Module):
     def __init__(self, n_fft: int, hop: int):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
+        self.use_fft = True  # torch.fft while running; the conv form when exporting to ONNX
+        if torch.empty(0).is_meta:  # a shape-only build (checkpoint.check_shapes): buffers without numbers
+            self.ola = 1.0
+            for name, shape in (("window", (n_fft,)), ("fwd", (n_fft + 2, 1, n_fft)), ("inv", (n_fft + 2, 1, n_fft))):
+                self.register_buffer(name, torch.empty(shape), persistent=False)
+            return
         k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
         n = torch.arange(n_fft, dtype=torch.float64)[None, :]
         ang = 2 * math.pi * k * n / n_fft
@@ -103,7 +111,6 @@ class STFT(nn.Module):
         if float(ola.max() - ola.min()) > 1e-9:
             raise ValueError("window does not overlap-add to a constant")
         inv = torch.cat([c * torch.cos(ang), -c * torch.sin(ang)]) * w / n_fft / float(ola[0])  # [2K, N]
-        self.use_fft = True  # torch.fft while running; the conv form when exporting to ONNX
         self.ola = float(ola[0])
         self.register_buffer("window", w.float(), persistent=False)
         self.register_buffer("fwd", fwd.float()[:, None, :], persistent=False)

@@ -56,6 +56,8 @@ class SeedUNetConfig(DictConfig):
                 f"seed U-Net: channels must be 3 positive widths, got {self.channels}; "
                 "use e.g. [32, 64, 128]"
             )
+        if max(self.channels) > 4096 or len(self.channels) > 8 or max(self.in_channels, self.out_channels) > 64:
+            raise UserError("seed U-Net: at most 8 levels of at most 4096 channels, and at most 64 input/output planes")
         if self.in_channels < 1 or self.out_channels < 1:
             raise UserError("seed U-Net: in_channels and out_channels must be >= 1")
         if self.final_activation not in FINAL_ACTIVATIONS:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..dictconfig import DictConfig
 from ..errors import UserError
-from .base import Family
+from .base import Family, check_bounds
 
 
 @dataclass
@@ -52,6 +52,9 @@ class TasNetConfig(DictConfig):
         if min(self.filters, self.bottleneck, self.hidden, self.hop) < 1 or not self.dilations \
                 or min(self.dilations) < 1:
             raise ValueError("filters, bottleneck, hidden, hop and dilations must be positive")
+        check_bounds(self, sample_rate=(4000, 384000), kernel=(1, 4096), hop=(1, 4096), filters=(1, 8192),
+                     bottleneck=(1, 8192), hidden=(1, 8192), block_kernel=(1, 63), blocks=(len(self.dilations), 256),
+                     dilation=(max(self.dilations), 65536))
 
 
 class ChannelNorm(nn.Module):

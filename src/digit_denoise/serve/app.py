@@ -23,7 +23,7 @@ models are chosen by name from the server's own list, results by a random id fro
 from __future__ import annotations
 
 import asyncio
-import io
+import logging
 import re
 import secrets
 import threading
@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -44,34 +45,34 @@ from ..data.manifest import manifest_paths
 from ..data.noise import BUILTIN_KINDS, babble, clip_rng, mix_at_snr, noise_signal
 from ..enhance import Denoiser
 from ..errors import UserError
-from ..figures import subplots
 from ..metrics import clip_metrics
 from ..pretrained import available
+from ..runtime import release_memory
+from .guard import HostOriginGuard
+from .media import BadRequest, attachment, read_upload, spectrogram_png, wav_bytes
+from .upload import FormError, read_form
 
 STATIC = Path(__file__).resolve().parent / "static"
 SAMPLES = Path(__file__).resolve().parent / "samples"
 NOISES = BUILTIN_KINDS  # what the playground mixes
+PLAYGROUND_SECONDS = 30.0  # a playground upload is a sample digit, not a recording
+LOG = logging.getLogger("digit_denoise.serve")
 RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
-TRUNCATED = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
 PARTS = {"noisy.wav": "audio/wav", "denoised.wav": "audio/wav", "noisy.png": "image/png",
          "denoised.png": "image/png"}
-
-
-class BadRequest(Exception):
-    """A request the client can fix: ``status`` and a one-line message."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
 class ServerConfig:
     models: dict[str, str]  # name → model path or packaged name; the first is the default
-    max_upload_mb: float = 50.0  # larger uploads get 413
+    max_upload_mb: float = 50.0  # larger uploads get 413 (counted while the body arrives)
+    max_seconds: float = 300.0  # longest audio a request may hold: duration × channels, at up to 48 kHz
     workers: int = 2  # requests computing at once
     queue: int = 8  # requests waiting for a worker; beyond that 503 with Retry-After
-    results: int = 32  # session results kept in memory (oldest dropped first)
+    results: int = 32  # session results kept in memory (oldest dropped first) ...
+    results_mb: float = 256.0  # ... and at most this many MB of them
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides IP literals and localhost
+    body_timeout: float = 30.0  # seconds the upload may stall between two chunks (408 after)
 
 
 @dataclass
@@ -87,72 +88,22 @@ class State:
     def denoiser(self, name: str):
         """The loaded model called ``name`` (loaded once, on first use)."""
         if name not in self.cfg.models:
-            raise BadRequest(400, f"unknown model {name!r}; choose one of {', '.join(self.cfg.models)}")
+            raise BadRequest(400, f"unknown model {name[:40]!r}; choose one of {', '.join(self.cfg.models)}")
         with self.lock:
             if name not in self.denoisers:
                 self.denoisers[name] = Denoiser.from_checkpoint(self.cfg.models[name])
             return self.denoisers[name]
 
     def keep(self, parts: dict[str, bytes]) -> str:
+        """Store a result under a new random id; the oldest go first beyond ``results`` or ``results_mb``."""
         rid = secrets.token_hex(16)
+        limit = int(self.cfg.results_mb * 2**20)
         with self.lock:
             self.results[rid] = parts
-            while len(self.results) > self.cfg.results:
+            while len(self.results) > 1 and (len(self.results) > self.cfg.results or sum(
+                    len(b) for r in self.results.values() for b in r.values()) > limit):
                 self.results.popitem(last=False)
         return rid
-
-
-# ----------------------------------------------------------------------------------- audio
-def read_upload(data: bytes, name: str) -> tuple[np.ndarray, int, str]:
-    """(audio [channels, samples] float32, rate, subtype) of uploaded bytes; a :class:`BadRequest` if
-    they are empty, not audio, truncated or not finite."""
-    if not data:
-        raise BadRequest(400, f"{name}: the upload is empty")
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            rate, subtype, frames = f.samplerate, f.subtype, f.frames
-            short = TRUNCATED.search(f.extra_info or "")  # libsndfile: "data : 16000 (should be 7978)"
-            x = f.read(dtype="float32", always_2d=True).T
-    except Exception as e:  # libsndfile: not audio, unknown format, truncated
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        msg = re.sub(r"^Error opening .*?: ", "", msg)[:120]  # libsndfile names the in-memory buffer
-        raise BadRequest(415, f"{name}: not a readable audio file ({msg})") from None
-    if x.shape[1] == 0:
-        raise BadRequest(400, f"{name}: the audio has no samples")
-    if short or (frames > 0 and x.shape[1] < frames):
-        said = f" ({short.group(2)} of {short.group(1)} bytes of audio)" if short else ""
-        raise BadRequest(422, f"{name}: the file is truncated{said}; upload the whole file")
-    if not np.isfinite(x).all():
-        raise BadRequest(422, f"{name}: the audio holds NaN or infinite samples")
-    return x, rate, subtype
-
-
-def wav_bytes(x: np.ndarray, rate: int, subtype: str) -> bytes:
-    """``[channels, samples]`` → WAV bytes; integer outputs are scaled down as a whole if they would clip."""
-    if subtype not in ("FLOAT", "DOUBLE", "PCM_16", "PCM_24", "PCM_32", "PCM_U8"):
-        subtype = "PCM_16"
-    peak = float(np.abs(x).max()) if x.size else 0.0
-    if subtype not in ("FLOAT", "DOUBLE") and peak > 0.99:
-        x = x * (0.99 / peak)
-    buf = io.BytesIO()
-    sf.write(buf, np.ascontiguousarray(x.T), rate, format="WAV", subtype=subtype)
-    return buf.getvalue()
-
-
-def spectrogram_png(x: np.ndarray, rate: int, title: str) -> bytes:
-    """A small log-magnitude spectrogram (first channel) as PNG."""
-
-    fig, ax = subplots(figsize=(6, 2.6), dpi=80)
-    mono = x[0] if x.shape[1] >= 64 else np.pad(x[0], (0, 64 - x.shape[1]))
-    ax.specgram(mono, NFFT=512 if rate > 12000 else 256, Fs=rate, noverlap=384 if rate > 12000 else 192,
-                cmap="magma", vmin=-120)
-    ax.set_title(title)
-    ax.set_xlabel("s")
-    ax.set_ylabel("Hz")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def denoise_array(state: State, model: str, x: np.ndarray, rate: int) -> np.ndarray:
@@ -192,29 +143,17 @@ class Api:
         self.limit = int(cfg.max_upload_mb * 1024 * 1024)
 
     async def form_of(self, request, need_file: bool = True) -> tuple[dict, bytes, str]:
-        """(fields, file bytes, file name) of a multipart request within the size limit."""
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.limit + 64 * 1024:
-            raise BadRequest(413, f"upload too large ({int(length) / 2**20:.1f} MB > {self.cfg.max_upload_mb:g} MB)")
-        ctype = request.headers.get("content-type", "")
-        plain_form = ctype.startswith("application/x-www-form-urlencoded") and not need_file
-        if not ctype.startswith("multipart/form-data") and not plain_form:
-            raise BadRequest(400, "send multipart/form-data with the audio in a field named 'file'")
-        form = await request.form(max_files=1, max_fields=8, max_part_size=self.limit + 1)
+        """(fields, file bytes, file name) of a form within every limit (see :mod:`.upload`)."""
         try:
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            up = form.get("file")
-            if up is None or isinstance(up, str):
-                if need_file:
-                    raise BadRequest(400, "missing multipart field 'file' (the audio to denoise)")
-                return fields, b"", ""
-            data = await up.read(self.limit + 1)
-            if len(data) > self.limit:
-                raise BadRequest(413, f"upload too large (> {self.cfg.max_upload_mb:g} MB)")
-            name = Path(up.filename or "upload").name[:80]
-            return fields, data, name
-        finally:
-            await form.close()  # the parser's spooled temporary files go away here
+            form = await read_form(request, self.limit, urlencoded=not need_file, body_timeout=self.cfg.body_timeout)
+        except FormError as e:
+            raise BadRequest(e.status, str(e)) from None
+        if "file" not in form.files:
+            if need_file:
+                raise BadRequest(400, "missing multipart field 'file' (the audio to denoise)")
+            return form.fields, b"", ""
+        filename, data = form.files["file"]
+        return form.fields, data, (Path(filename).name or "upload")[:80]
 
     async def compute(self, fn, *args):
         """Run ``fn`` in a worker thread: at most ``workers`` at once, ``queue`` waiting, else 503."""
@@ -231,6 +170,8 @@ class Api:
         finally:
             self.state.busy -= 1
             self.state.slots.release()
+            if self.state.busy == 0:
+                release_memory()  # freed arenas back to the system once no request computes
 
     async def index(self, request):
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -252,23 +193,22 @@ class Api:
     def model_name(self, fields: dict) -> str:
         name = fields.get("model") or next(iter(self.cfg.models))
         if name not in self.cfg.models:
-            raise BadRequest(400, f"unknown model {name!r}; choose one of {', '.join(self.cfg.models)}")
+            raise BadRequest(400, f"unknown model {name[:40]!r}; choose one of {', '.join(self.cfg.models)}")
         return name
 
     async def denoise(self, request):
         fields, data, name = await self.form_of(request)
         model = self.model_name(fields)
-        x, rate, subtype = read_upload(data, name)
+        x, rate, subtype = read_upload(data, name, self.cfg.max_seconds)
         y = await self.compute(denoise_array, self.state, model, x, rate)
         body = await run_in_threadpool(wav_bytes, y, rate, subtype)
-        stem = Path(name).stem or "audio"
-        return Response(body, media_type="audio/wav",
-                        headers={"Content-Disposition": f'attachment; filename="{stem}-denoised.wav"'})
+        stem = (Path(name).stem or "audio")[:60]
+        return Response(body, media_type="audio/wav", headers={"Content-Disposition": attachment(f"{stem}-denoised.wav")})
 
     async def session(self, request):
         fields, data, name = await self.form_of(request)
         model = self.model_name(fields)
-        x, rate, subtype = read_upload(data, name)
+        x, rate, subtype = read_upload(data, name, self.cfg.max_seconds)
 
         def work():
             y = denoise_array(self.state, model, x, rate)
@@ -284,20 +224,20 @@ class Api:
         model = self.model_name(fields)
         noise = fields.get("noise", "white")
         if noise not in NOISES:
-            raise BadRequest(400, f"noise {noise!r}: choose one of {', '.join(NOISES)}")
+            raise BadRequest(400, f"noise {noise[:40]!r}: choose one of {', '.join(NOISES)}")
         try:
             snr = float(fields.get("snr", "0"))
         except ValueError:
             snr = float("nan")
         if not -30 <= snr <= 40:
-            raise BadRequest(400, f"snr {fields.get('snr')!r}: give a number of dB between -30 and 40")
+            raise BadRequest(400, f"snr {str(fields.get('snr'))[:40]!r}: give a number of dB between -30 and 40")
         if data:
-            x, rate, _ = read_upload(data, name)
+            x, rate, _ = read_upload(data, name, min(self.cfg.max_seconds, PLAYGROUND_SECONDS))
         else:
             sample = fields.get("sample", "")
             known = {p.stem: p for p in SAMPLES.glob("*.flac")}
             if sample not in known:  # a name from our own list, never a path
-                raise BadRequest(400, f"sample {sample!r}: choose one of {', '.join(sorted(known))} or upload a file")
+                raise BadRequest(400, f"sample {sample[:40]!r}: choose one of {', '.join(sorted(known))} or upload a file")
             x, rate, _ = read_upload(known[sample].read_bytes(), sample)
         out = await self.compute(playground, self.state, model, x.mean(0), rate, noise, snr, 0)
         rid = self.state.keep(out["parts"])
@@ -316,7 +256,8 @@ class Api:
 
 
 def handled(endpoint):
-    """A route whose client mistakes (:class:`BadRequest`, :class:`UserError`) become 4xx/503 JSON errors."""
+    """A route whose client mistakes (:class:`BadRequest`, :class:`UserError`) become 4xx/503 JSON errors; a
+    client that went away ends its request quietly; anything else is a 500 JSON error and one log line."""
     async def wrapper(request):
         try:
             return await endpoint(request)
@@ -325,11 +266,20 @@ def handled(endpoint):
             return JSONResponse({"error": str(e)}, status_code=e.status, headers=headers)
         except UserError as e:
             return JSONResponse({"error": str(e)}, status_code=422)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening: no traceback, no log
+        except Exception as e:  # a bug of ours: the client gets JSON, the log one line
+            LOG.error("%s %s: %s: %s", request.method, request.url.path, type(e).__name__, str(e)[:200])
+            return JSONResponse({"error": "internal error; the server goes on"}, status_code=500)
     return wrapper
 
 
+async def _http_error(request, exc: HTTPException):
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
 def create_app(cfg: ServerConfig):
-    """The Starlette app for ``cfg`` (models are loaded on first use)."""
+    """The Starlette app for ``cfg`` (models are loaded on first use), behind the Host/Origin guard."""
     api = Api(cfg)
     routes = [Route("/", api.index), Route("/api/health", handled(api.health)), Route("/api/models", handled(api.models)),
               Route("/api/samples", handled(api.samples)),
@@ -338,11 +288,9 @@ def create_app(cfg: ServerConfig):
               Route("/api/playground", handled(api.play), methods=["POST"]),
               Route("/api/result/{rid}/{part}", handled(api.result)),
               Mount("/static", StaticFiles(directory=str(STATIC)), name="static")]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.server = api.state
-    return app
-
-
+    return HostOriginGuard(app, cfg.allowed_hosts)
 
 
 def _model_info(path: str) -> dict:
