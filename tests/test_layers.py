@@ -17,8 +17,8 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "digit_denoise"
 # Lowest first. A module may import its own layer or lower ones; a package name covers its modules.
 LAYERS = [
     ("core", {"version", "errors", "progress", "runtime", "dictconfig"}),
-    ("signal and models", {"audio", "metrics", "losses", "figures", "models", "pretrained"}),
-    ("data and model files", {"data", "seed", "checkpoint"}),
+    ("signal and models", {"audio", "mel", "metrics", "losses", "figures", "models", "pretrained"}),
+    ("data and model files", {"data", "seed", "voice", "checkpoint"}),
     ("inference and training", {"enhance", "training"}),
     ("tools", {"compare", "denoise", "export", "evaluate", "serve"}),
     ("entry points", {"demo", "cli", "__main__", "__init__"}),

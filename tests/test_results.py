@@ -7,7 +7,7 @@ import json
 from test_compare import CONDITIONS, manifest, result  # noqa: F401  (module fixtures: one compare run)
 
 
-def test_results_page_is_generated_from_the_report(result, tmp_path):
+def test_results_page_is_generated_from_the_report(result, tmp_path):  # noqa: F811
     from tools.results import main
 
     out = tmp_path / "docs" / "results.md"
@@ -77,7 +77,7 @@ def test_kept_copy_is_small_and_gives_the_same_page(result, tmp_path):  # noqa: 
     assert "ci95_low" not in copy.read_text() and "by_speaker" not in json.loads(copy.read_text())
 
 
-def test_chain_option_writes_the_learning_curve_and_its_figure_beside_the_page(result, tmp_path):
+def test_chain_option_writes_the_learning_curve_and_its_figure_beside_the_page(result, tmp_path):  # noqa: F811
     from tools.results import main
 
     _, folder = result

@@ -205,7 +205,7 @@ def test_every_error_is_short_json(live):
 
 def test_a_client_that_goes_away_leaves_no_traceback(live):
     s = socket.create_connection(("127.0.0.1", live["port"]))
-    s.sendall(f"POST /api/denoise HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+    s.sendall("POST /api/denoise HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
               "Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n".encode())
     s.close()
     time.sleep(0.5)

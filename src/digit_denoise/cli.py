@@ -10,6 +10,7 @@ import argparse
 import re
 import shlex
 import sys
+from pathlib import Path
 
 from . import pretrained
 from .errors import UserError
@@ -195,7 +196,7 @@ def cmd_denoise(a) -> int:
 
         torch.set_num_threads(a.threads)
     return denoise_paths(a.inputs, a.output, model=a.model, phase=a.phase, gl_iters=a.gl_iters,
-                         overwrite=a.overwrite, fmt=a.format, dry_run=a.dry_run, recursive=a.recursive)
+                         overwrite=a.overwrite, fmt=a.format, dry_run=a.dry_run, recursive=a.recursive, voice=a.voice)
 
 
 def add_denoise(sub) -> None:
@@ -221,6 +222,34 @@ def add_denoise(sub) -> None:
                    help="seed models: phase of the output, the noisy input's (better) or Griffin-Lim's (as the seed)")
     p.add_argument("--gl-iters", type=int, default=32, help="seed models: Griffin-Lim iterations")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
+    p.add_argument("--voice", default=None, metavar="PROFILE",
+                   help="keep only this voice (babble and other talkers are removed): a profile from 'voice enroll' "
+                        "or recordings of the voice (a.wav,b.wav); uses a personalised model (default: `voice`)")
+
+
+def cmd_enroll(a) -> int:
+    from .voice.profile import enroll_files
+
+    if a.output.exists() and not a.overwrite:
+        raise UserError(f"{a.output}: already exists; pass --overwrite or choose another -o")
+    profile = enroll_files(a.recordings)
+    for w in profile.warnings:
+        print(f"digit-denoise: warning: {w}", file=sys.stderr)
+    profile.save(a.output, overwrite=a.overwrite)
+    print(f"voice profile of {profile.recordings} recording(s), {profile.speech_seconds:.1f} s of speech, "
+          f"consistency {profile.consistency:.2f} → {a.output}")
+    return 0
+
+
+def add_voice(sub) -> None:
+    voice = sub.add_parser("voice", help="voice profiles for personalised denoising (keep one voice, remove the rest)",
+                           formatter_class=FORMATTER)
+    vsub = voice.add_subparsers(dest="voice_cmd", required=True, metavar="{enroll}")
+    p = _add(vsub, "enroll", "make a voice profile from a few seconds of one voice (any format, rate, channels; "
+             "~2 s of speech or more in all, under 1 s is refused)", cmd_enroll)
+    p.add_argument("recordings", nargs="+", help="recordings of the voice (a few spoken words each)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="the profile to write, e.g. me.voice (JSON)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing profile")
 
 
 def cmd_export(a) -> int:
@@ -249,7 +278,7 @@ def _compare_command(a) -> str:
     """The command line as parsed (every option spelled out, defaults included)."""
     parts = ["digit-denoise", "compare"]
     for opt in ("manifest", "out", "split", "methods", "noise", "snr", "seed", "limit", "workers", "examples",
-                "babble_talkers"):
+                "babble_talkers", "enroll"):
         v = getattr(a, opt)
         if v is not None:
             parts.append(f"--{opt.replace('_', '-')}={v}")
@@ -263,7 +292,7 @@ def cmd_compare(a) -> int:
 
     s = compare(a.manifest, a.out, split=a.split, methods=a.methods, noise=a.noise, snr=a.snr, seed=a.seed,
                 limit=a.limit, overwrite=a.overwrite, workers=a.workers, examples=a.examples,
-                babble_talkers=a.babble_talkers,
+                babble_talkers=a.babble_talkers, enroll=a.enroll,
                 command=_compare_command(a))
     print(f"{s['split']} split, {s['n_clips']} clips, {len(s['conditions'])} condition(s), "
           f"{len(s['methods'])} method(s)")
@@ -283,15 +312,20 @@ def add_compare(sub) -> None:
     p.add_argument("--split", default="test", choices=["all", "train", "val", "test"], help="manifest split")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help="comma list of peer names (noisy, noisereduce-stationary, noisereduce-nonstationary, wiener, "
-                        "rnnoise, deepfilternet3, oracle-irm, seed-ceiling) and/or run folders / .safetensors files")
+                        "rnnoise, deepfilternet3, oracle-irm, seed-ceiling) and/or shipped models / run folders / "
+                        ".safetensors files; MODEL@other: a personalised model given another speaker's profile")
     p.add_argument("--noise", default=DEFAULT_NOISE,
-                   help="noise kinds of the grid: white, pink, brown, babble or folders of noise files")
+                   help="noise kinds of the grid: white, pink, brown, babble, talker (one other voice) or folders of "
+                        "noise files")
     p.add_argument("--snr", default=DEFAULT_SNR, help="input SNRs of the grid in dB, e.g. -8,-5,0,5")
     p.add_argument("--seed", type=int, default=0, help="seed of every condition's noise")
     p.add_argument("--limit", type=int, default=None, help="use only N clips of each corpus (spread over the split)")
     p.add_argument("--workers", type=int, default=None, help="metric worker processes (default: min(CPUs, 8))")
     p.add_argument("--examples", type=int, default=3, help="clips rendered as spectrograms and audio in the report")
     p.add_argument("--babble-talkers", type=int, default=5, help="utterances summed into babble noise")
+    p.add_argument("--enroll", type=int, default=3,
+                   help="personalised models: other clips of the speaker in each voice profile (a method NAME@other "
+                        "is given another speaker's profile instead)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder")
 
 
@@ -323,7 +357,7 @@ def add_serve(sub) -> None:
                         "to reach it by name with --host 0.0.0.0; other names get 403 (DNS rebinding)")
 
 
-_EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise, add_export, add_compare, add_serve]
+_EXTRA_COMMANDS: list = [add_train, add_evaluate, add_denoise, add_voice, add_export, add_compare, add_serve]
 
 
 # --------------------------------------------------------------------------------- main

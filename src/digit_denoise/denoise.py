@@ -45,6 +45,7 @@ from .audio import (
 )
 from .enhance import Denoiser
 from .errors import UserError
+from .pretrained import PERSONALISED, packaged_path
 from .progress import progress, say
 
 # --format NAME → (libsndfile format, subtype or None for "the input's if it fits", file extension)
@@ -280,14 +281,20 @@ def summarize(jobs: list[Job], dry_run: bool = False) -> None:
 
 def denoise_paths(inputs: list[str], output: str, *, model: str | None = None, phase: str = "noisy",
                   gl_iters: int = 32, overwrite: bool = False, fmt: str | None = None, dry_run: bool = False,
-                  recursive: bool = True) -> int:
+                  recursive: bool = True, voice: str | None = None) -> int:
     """Denoise files and folders; returns the exit status (0 all done, 1 some failed, 2 see UserError).
 
-    ``model``: a run folder, checkpoint folder or .safetensors file; None: the shipped default.
+    ``model``: a run folder, checkpoint folder or .safetensors file; None: the shipped default (with
+    ``voice``, the shipped personalised model). ``voice``: a profile file or recordings of the voice to keep.
     """
     jobs = plan(inputs, output, fmt=fmt, recursive=recursive, overwrite=overwrite)
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
-    den = Denoiser.from_checkpoint(model, phase=phase, gl_iters=gl_iters) if model else \
+    if model is None and voice is not None:
+        model = PERSONALISED
+        if packaged_path(model) is None:
+            raise UserError("--voice: no personalised model is shipped in this install; pass --model RUN (a "
+                            "personalised model you trained)")
+    den = Denoiser.from_checkpoint(model, phase=phase, gl_iters=gl_iters, voice=voice) if model else \
         Denoiser.default(phase=phase, gl_iters=gl_iters)
     if dry_run:
         for j in jobs:

@@ -34,6 +34,7 @@ from .checkpoint import load_model
 from .errors import UserError
 from .pretrained import packaged_path
 from .seed.infer import SEED_WINDOW_S, SeedInference
+from .voice.profile import load_voice
 
 PHASES = ("noisy", "griffinlim")
 KINDS = ("seed", "wave")
@@ -135,10 +136,12 @@ class Denoiser:
         phase, gl_iters, seed: seed models only: output phase (``noisy`` or ``griffinlim``),
             Griffin-Lim iterations and its seed.
         chunk_seconds: seconds per model call (waveform: default 30; seed: default 2).
+        voice: personalised models: the voice to keep (a :class:`.voice.profile.VoiceProfile`, a profile
+            file, or recordings of the voice); ``enhance`` / ``stream`` may give another per call.
     """
 
     def __init__(self, model: torch.nn.Module, meta: dict, *, phase: str = "noisy", gl_iters: int = 32,
-                 seed: int = 0, chunk_seconds: float | None = None):
+                 seed: int = 0, chunk_seconds: float | None = None, voice=None):
         if phase not in PHASES:
             raise UserError(f"--phase {phase!r}: choose one of {', '.join(PHASES)}")
         if chunk_seconds is not None and not (chunk_seconds > 0 and math.isfinite(chunk_seconds)):
@@ -156,7 +159,16 @@ class Denoiser:
         self.chunk_seconds = chunk_seconds or (WAVE_CHUNK_S if self.kind == "wave" else SEED_WINDOW_S)
         self.device = next(iter(model.parameters())).device
         self.seed_model = SeedInference(model, feats, phase, gl_iters, seed) if self.kind == "seed" else None
+        self.personalised = getattr(model, "voice_dim", 0) > 0
+        self.voice = self._voice(voice) if voice is not None else None
 
+    def _voice(self, voice) -> torch.Tensor:
+        """A voice as the model takes it: the profile's embedding ``[1, E]`` (refused by a blind model)."""
+        if not self.personalised:
+            raise UserError("this model is not personalised: it takes no voice profile (use a personalised "
+                            "model, e.g. --model voice, or leave out --voice)")
+        profile = load_voice(voice)
+        return torch.from_numpy(profile.embedding)[None].to(self.device)
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", **kwargs) -> "Denoiser":
         """Load a run folder, checkpoint folder or .safetensors file (with its .json)."""
@@ -179,22 +191,28 @@ class Denoiser:
 
     # ---------------------------------------------------------------- one window
     @torch.no_grad()
-    def _wave_window(self, x: np.ndarray) -> np.ndarray:
+    def _wave_window(self, x: np.ndarray, voice: torch.Tensor | None = None) -> np.ndarray:
         """Waveform models: ``[C, L]`` at the model's rate → ``[C, L]`` (channels are the batch)."""
-        y = self.model(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device))
+        wave = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+        y = self.model(wave) if voice is None else self.model(wave, voice.expand(wave.shape[0], -1))
         return y.float().cpu().numpy()
 
     # ---------------------------------------------------------------- streams
-    def stream(self, blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[np.ndarray]:
+    def stream(self, blocks: Iterable[np.ndarray], sample_rate: int, voice=None) -> Iterator[np.ndarray]:
         """Denoise a stream: blocks ``[C, n_i]`` at ``sample_rate`` in, float32 blocks ``[C, m_j]`` out.
 
         The output has the same rate, channels and total length as the input. Blocks may have any
         size; samples must be finite (see :func:`audio.read_blocks`). Memory stays bounded by the
         window size (``chunk_seconds``), whatever the input's length. The rate must be within
         ``audio.MIN_RATE``…``audio.MAX_RATE`` (a UserError otherwise: resampling 1 Hz audio costs without bound).
+        A personalised model keeps ``voice`` (or the Denoiser's own); the embedding is computed once.
         """
         sr = int(sample_rate)
         check_rate(sr)
+        v = self._voice(voice) if voice is not None else self.voice
+        if self.personalised and v is None:
+            raise UserError("this model is personalised: give a voice profile (--voice me.voice; make one with "
+                            "'digit-denoise voice enroll')")
         src = _Counted(blocks)
         if self.kind == "wave":
             rate = self.sample_rate
@@ -203,7 +221,7 @@ class Denoiser:
             fade = 4 * hop
             overlap = 2 * ctx + fade
             stride = max(-(-round(self.chunk_seconds * rate) // hop) * hop, -(-overlap // hop) * hop)
-            out = resample_stream(overlap_add(resample_stream(src, sr, rate), self._wave_window,
+            out = resample_stream(overlap_add(resample_stream(src, sr, rate), lambda x: self._wave_window(x, v),
                                               window=stride + overlap, discard=ctx, fade=fade), rate, sr)
         else:
             window, discard, fade = self.seed_model.windows(self.chunk_seconds, sr)
@@ -223,27 +241,28 @@ class Denoiser:
             yield np.zeros((src.channels, src.n - emitted), np.float32)
 
     # ---------------------------------------------------------------- public API
-    def enhance(self, audio, sample_rate: int | None = None):
+    def enhance(self, audio, sample_rate: int | None = None, voice=None):
         """Denoise a path, a numpy array or a tensor; returns the same kind.
 
         Arrays/tensors: ``[T]`` or ``[channels, T]`` at ``sample_rate`` → same shape and rate
         (float32 numpy; tensors keep their dtype and device). Values are not limited: a float result
         may exceed ±1 where the input did.
         A path (any format libsndfile reads) returns ``(array[channels, T], sample_rate)`` of the file.
+        ``voice``: for a personalised model, the voice to keep (see the class; default: the Denoiser's own).
         """
         if isinstance(audio, (str, os.PathLike)):
             hdr = info(audio)
-            blocks = list(self.stream(read_blocks(audio), hdr.sample_rate))
+            blocks = list(self.stream(read_blocks(audio), hdr.sample_rate, voice))
             y = np.concatenate(blocks, axis=1) if blocks else np.zeros((hdr.channels, 0), np.float32)
             return y, hdr.sample_rate
         if sample_rate is None or int(sample_rate) <= 0:
             raise UserError("enhance(audio, sample_rate): give the sample rate of the array")
         if isinstance(audio, torch.Tensor):
-            y = self._enhance_array(audio.detach().cpu().float().numpy(), int(sample_rate))
+            y = self._enhance_array(audio.detach().cpu().float().numpy(), int(sample_rate), voice)
             return torch.from_numpy(y).to(audio.device, audio.dtype)
-        return self._enhance_array(np.asarray(audio), int(sample_rate))
+        return self._enhance_array(np.asarray(audio), int(sample_rate), voice)
 
-    def _enhance_array(self, x: np.ndarray, sr: int) -> np.ndarray:
+    def _enhance_array(self, x: np.ndarray, sr: int, voice=None) -> np.ndarray:
         if x.ndim not in (1, 2):
             raise UserError(f"audio must be [samples] or [channels, samples], got shape {x.shape}")
         x = x.astype(np.float32, copy=False)
@@ -252,5 +271,5 @@ class Denoiser:
         x2 = x[None] if x.ndim == 1 else x
         if x2.shape[0] == 0 or x2.shape[1] == 0:
             return np.zeros(x.shape, np.float32)
-        y = np.concatenate(list(self.stream([x2], sr)), axis=1)
+        y = np.concatenate(list(self.stream([x2], sr, voice)), axis=1)
         return y[0] if x.ndim == 1 else y

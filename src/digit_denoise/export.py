@@ -40,15 +40,21 @@ def _load(model_path: str | None) -> tuple[torch.nn.Module, dict]:
     return load_model(model_path)
 
 
-def example_inputs(meta: dict, model: torch.nn.Module, seed: int = 0) -> list[torch.Tensor]:
-    """Two random inputs of different sizes for the export and the check."""
+def example_inputs(meta: dict, model: torch.nn.Module, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
+    """Two random inputs of different sizes for the export and the check (a personalised model's with a
+    random unit-norm voice embedding each)."""
     g = torch.Generator().manual_seed(seed)
     if (meta.get("features") or {}).get("kind") == "wave":
         sr = int(meta["sample_rate"])
-        return [0.1 * torch.randn(1, sr, generator=g), 0.1 * torch.randn(3, sr // 3 + 17, generator=g)]
+        waves = [0.1 * torch.randn(1, sr, generator=g), 0.1 * torch.randn(3, sr // 3 + 17, generator=g)]
+        dim = getattr(model, "voice_dim", 0)
+        if not dim:
+            return [(w,) for w in waves]
+        return [(w, torch.nn.functional.normalize(torch.randn(w.shape[0], dim, generator=g).abs(), dim=1))
+                for w in waves]
     size = tuple((meta.get("features") or {}).get("size") or (112, 112))
     cin = model.config.in_channels
-    return [torch.rand(1, cin, *size, generator=g), torch.rand(3, cin, *size, generator=g)]
+    return [(torch.rand(1, cin, *size, generator=g),), (torch.rand(3, cin, *size, generator=g),)]
 
 
 def export_onnx(model_path: str | None, out: str | Path, *, opset: int | None = None, overwrite: bool = False,
@@ -71,26 +77,28 @@ def export_onnx(model_path: str | None, out: str | Path, *, opset: int | None = 
     names = ("noisy", "clean") if wave else ("image", "denoised")
     axes = {0: "batch", 1: "samples"} if wave else {0: "batch"}
     x0, x1 = example_inputs(meta, model)
-    kwargs = dict(input_names=[names[0]], output_names=[names[1]], opset_version=opset,
-                  dynamic_axes={names[0]: axes, names[1]: axes})
+    inputs = [names[0], "voice"][:len(x0)]  # a personalised model: the voice embedding [batch, E] too
+    kwargs = dict(input_names=inputs, output_names=[names[1]], opset_version=opset,
+                  dynamic_axes={names[0]: axes, names[1]: axes, **({"voice": {0: "batch"}} if len(x0) > 1 else {})})
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the TorchScript exporter: no onnxscript needed, dynamic axes as above
     with atomic_path(out, overwrite=overwrite) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             try:
-                torch.onnx.export(model, (x0,), str(tmp), **kwargs)
+                torch.onnx.export(model, x0, str(tmp), **kwargs)
             except ModuleNotFoundError as e:
                 raise UserError(f"ONNX export needs the '{e.name}' package: pip install 'digit-denoise[onnx]'") \
                     from None
         _add_metadata(tmp, meta)
-        diff = _check(tmp, model, [x0, x1], names[0]) if check else None
+        diff = _check(tmp, model, [x0, x1], inputs) if check else None
         if diff is not None and diff > TOLERANCE:
             raise UserError(f"{out}: onnxruntime output differs from PyTorch by {diff:.2g} (> {TOLERANCE}); "
                             f"not written; try another --opset")
-    shape = "[batch, samples]" if wave else f"[batch, {x0.shape[1]}, {x0.shape[2]}, {x0.shape[3]}]"
+    shape = "[batch, samples]" if wave else f"[batch, {x0[0].shape[1]}, {x0[0].shape[2]}, {x0[0].shape[3]}]"
+    given = f"{names[0]} {shape}" + (f" + voice [batch, {x0[1].shape[1]}]" if len(x0) > 1 else "")
     return {"path": str(out), "kind": "wave" if wave else "seed", "model": meta.get("model"),
-            "sample_rate": meta.get("sample_rate"), "input": f"{names[0]} {shape}", "output": f"{names[1]} {shape}",
+            "sample_rate": meta.get("sample_rate"), "input": given, "output": f"{names[1]} {shape}",
             "max_abs_diff": diff}
 
 
@@ -109,7 +117,7 @@ def _add_metadata(path: Path, meta: dict) -> None:
     onnx.save(m, str(path))
 
 
-def _check(path: Path, model: torch.nn.Module, inputs: list[torch.Tensor], name: str) -> float | None:
+def _check(path: Path, model: torch.nn.Module, inputs: list[tuple[torch.Tensor, ...]], names: list[str]) -> float | None:
     """Max |onnxruntime − torch| over ``inputs``; None without onnxruntime."""
     try:
         import onnxruntime as ort
@@ -119,8 +127,8 @@ def _check(path: Path, model: torch.nn.Module, inputs: list[torch.Tensor], name:
     diff = 0.0
     for x in inputs:
         with torch.no_grad():
-            want = model(x).numpy()
-        got = sess.run(None, {name: x.numpy()})[0]
+            want = model(*x).numpy()
+        got = sess.run(None, {n: t.numpy() for n, t in zip(names, x)})[0]
         if got.shape != want.shape:
             return float("inf")
         diff = max(diff, float(np.abs(got - want).max()))

@@ -28,7 +28,7 @@ from ..seed.features import wave_seed_images
 from ..version import __version__
 from . import peers
 from .defaults import DEFAULT_NOISE, DEFAULT_SNR
-from .methods import ModelMethod, parse_list, resolve_methods  # noqa: F401  (resolve_methods: public here too)
+from .methods import Enroller, ModelMethod, parse_list, resolve_methods  # noqa: F401  (resolve_methods: public here too)
 from .report import write_report
 from .runinfo import run_info
 from .stats import summarize
@@ -213,11 +213,13 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
             methods: str | Sequence[str] | None = None, noise: str | Sequence[str] | None = None,
             snr: str | Sequence[float] | None = None, seed: int = 0, limit: int | None = None,
             overwrite: bool = False, workers: int | None = None, examples: int = 3,
-            babble_talkers: int = 5, command: str | None = None, report: bool = True) -> dict:
+            babble_talkers: int = 5, command: str | None = None, report: bool = True, enroll: int = 3) -> dict:
     """Run the comparison and write ``out/{per_clip.csv, summary.json, report.html}``.
 
     Returns the summary dict (as written to ``summary.json``) plus ``"table"`` (the text table),
-    ``"folder"`` and ``"rows"`` (the per-clip rows).
+    ``"folder"`` and ``"rows"`` (the per-clip rows). With a personalised model among the methods, only clips
+    whose speaker has another clip in the split are compared, and each is given a profile of ``enroll``
+    other clips of its speaker (:class:`.methods.Enroller`).
     """
     out = Path(out)
     _check_out(out, overwrite)
@@ -225,7 +227,15 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
         raise UserError(f"--examples {examples}: give 0 or more")
     method_objs, skipped = resolve_methods(methods)
     all_rows, corpus = load_test_rows(manifest)
-    rows = select_per_corpus(all_rows, corpus, split, limit)
+    if enroll < 1:
+        raise UserError(f"--enroll {enroll}: give 1 or more clips per voice profile")
+    personal = [m for m in method_objs if getattr(m, "personalised", False)]
+    enroller = Enroller(select(all_rows, split), enroll, seed) if personal else None
+    pool = [r for r in all_rows if enroller is None or r.split != split or enroller.can_enrol(r)]
+    rows = select_per_corpus(pool, corpus, split, limit)
+    for m in personal:
+        m.enroller = enroller
+        enroller.prepare(rows, m.other)
     conditions = plan_conditions(rows, all_rows, build_conditions(noise, snr))
     run = Run(method_objs, corpus, _example_plan(rows, conditions, examples), workers)
     t_start = time.time()
@@ -235,6 +245,9 @@ def compare(manifest: str | Path, out: str | Path, *, split: str = "test",
     run.flush()
     summary = _summary(run, rows, conditions, skipped, corpus, command=command, manifest=manifest, split=split,
                        seed=seed, limit=limit, elapsed=time.time() - t_start)
+    if enroller is not None:
+        summary["enroll"] = {"clips_per_profile": enroll, "from": "other clips of the same speaker in the split; "
+                             "@other methods: clips of another speaker"}
     _write(out, summary, run, report)
     return {**summary, "table": text_table(summary), "folder": str(out), "rows": run.per_clip}
 
@@ -247,7 +260,7 @@ def plan_conditions(rows: list, all_rows: list, grid: list[Condition]) -> list[t
     if given:
         conditions.append((Condition("given", "given", "", "given"), given))
     if synth:
-        if any(c.kind == "babble" for c in grid):
+        if any(c.kind in ("babble", "talker") for c in grid):
             _check_babble(synth, all_rows)
         conditions += [(c, synth) for c in grid]
     return conditions
@@ -293,6 +306,8 @@ class Run:
         estimates = []
         for r, (clean, noisy) in progress(list(zip(crows, pairs)), desc=f"{cond.name} {m.name}", unit="clip"):
             x = noisy.copy()  # a method must not be able to change what the next one sees
+            if getattr(m, "personalised", False):
+                m.clip = r.id  # whose profile it is given
             y, cpu = peers.timed_enhance(m, x, METRIC_SR, clean.copy() if m.is_oracle else None)
             self.cpu_s[m.name] += cpu
             self.audio_s[m.name] += len(noisy) / METRIC_SR

@@ -34,6 +34,7 @@ from ..audio import load_mono
 from ..progress import progress
 from .manifest import Row
 from .noise import TRAINING_KINDS, NoiseFolder, noise_signal, snr_gain
+from .voices import Enrolments, clip_embeddings
 
 
 def generator(*keys) -> torch.Generator:
@@ -168,18 +169,32 @@ class WaveBatchConfig:
     eq_bands: int = 3  # peaking biquads per clip when eq_db > 0 (not an option)
 
 
-def batch_noise(bank: ClipBank, cfg: WaveBatchConfig, b: int, length: int, gen: torch.Generator,
+def _other_speakers(bank: ClipBank, target: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``k`` random clips of ``bank`` by speakers other than clip ``target``'s (any clip if all share one)."""
+    spk, picks = int(bank.speaker[target]), []
+    for _ in range(k):
+        j = int(rng.integers(len(bank)))
+        for _ in range(20):  # rejection: other speakers are the rule in a bank of many
+            if int(bank.speaker[j]) != spk:
+                break
+            j = int(rng.integers(len(bank)))
+        picks.append(bank.clip(j))
+    return picks
+
+
+def batch_noise(bank: ClipBank, cfg: WaveBatchConfig, idx: Tensor, length: int, gen: torch.Generator,
                 noise_folders: dict[str, NoiseFolder]) -> np.ndarray:
-    """``Array[b, length]`` of unit-RMS noise, a random kind of ``cfg.kinds`` per row; babble talkers are
-    random clips of ``bank`` (its many speakers), fresh for every batch."""
+    """``Array[B, length]`` of unit-RMS noise, a random kind of ``cfg.kinds`` per row; babble talkers (and the
+    one competing ``talker``) are clips of other speakers of ``bank``, fresh for every batch."""
     rng = np.random.default_rng(int(torch.randint(1 << 62, (1,), generator=gen)))
-    out = np.zeros((b, length), np.float32)
+    out = np.zeros((len(idx), length), np.float32)
     lo_t, hi_t = cfg.babble_talkers
-    for i in range(b):
+    for i, target in enumerate(idx.tolist()):
         kind = cfg.kinds[int(rng.integers(len(cfg.kinds)))]
         talkers = None
-        if kind == "babble":
-            talkers = [bank.clip(int(j)) for j in rng.integers(len(bank), size=int(rng.integers(lo_t, hi_t + 1)))]
+        if kind in ("babble", "talker"):
+            k = 1 if kind == "talker" else int(rng.integers(lo_t, hi_t + 1))
+            talkers = _other_speakers(bank, target, k, rng)
         out[i] = noise_signal(kind, length, rng, sr=cfg.sample_rate, talkers=talkers,
                               folder=noise_folders.get(kind))
     return out
@@ -205,7 +220,7 @@ def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Gen
             clean = peaking_eq(clean, cfg.eq_bands, cfg.eq_db, sr, gen)
     p_clean = clean.pow(2).sum(-1) / n_speech.clamp(min=1)
 
-    noise = torch.from_numpy(batch_noise(bank, cfg, b, length, gen, noise_folders))
+    noise = torch.from_numpy(batch_noise(bank, cfg, idx, length, gen, noise_folders))
     lo, hi = cfg.snr
     snr = lo + (hi - lo) * torch.rand(b, generator=gen)
     if cfg.snr_focus is not None:
@@ -228,24 +243,36 @@ def make_batch(bank: ClipBank, idx: Tensor, cfg: WaveBatchConfig, gen: torch.Gen
 
 
 class WaveData:
-    """Train/val clip banks of a manifest and the batches a waveform model trains on."""
+    """Train/val clip banks of a manifest and the batches a waveform model trains on; for a personalised
+    model (``voice``) each batch also holds every clip's enrolment (:mod:`.voices`)."""
 
     def __init__(self, train_rows: list[Row], val_rows: list[Row], cfg: WaveBatchConfig, seed: int,
-                 batch_size: int):
+                 batch_size: int, voice: bool = False):
         self.cfg, self.seed, self.batch_size = cfg, seed, batch_size
         self.train = ClipBank.from_rows(train_rows, cfg.sample_rate, "load train clips")
         self.val = ClipBank.from_rows(val_rows, cfg.sample_rate, "load val clips")
         self.noise_folders = {k: NoiseFolder.load(k, cfg.sample_rate) for k in cfg.kinds if k not in TRAINING_KINDS}
-        self._val: list[tuple[Tensor, Tensor]] | None = None
+        self.enrol = self.val_enrol = None
+        if voice:
+            self.enrol = Enrolments(clip_embeddings(train_rows, self.train, cfg.sample_rate, "embed train voices"),
+                                    [r.speaker for r in train_rows])
+            self.val_enrol = Enrolments(clip_embeddings(val_rows, self.val, cfg.sample_rate, "embed val voices"),
+                                        [r.speaker for r in val_rows])
+        self._val: list[tuple[Tensor, ...]] | None = None
 
-    def train_batch(self, idx: np.ndarray, epoch: int, pos: int) -> tuple[Tensor, Tensor]:
+    def train_batch(self, idx: np.ndarray, epoch: int, pos: int) -> tuple[Tensor, ...]:
+        """(noisy, clean) ``Tensor[B, L]`` (+ the enrolments ``Tensor[B, 256]`` for a personalised model)."""
         gen = generator("train", self.seed, epoch, pos)
-        return make_batch(self.train, torch.as_tensor(idx), self.cfg, gen, self.noise_folders, self.cfg.augment)
+        idx = torch.as_tensor(idx)
+        pair = make_batch(self.train, idx, self.cfg, gen, self.noise_folders, self.cfg.augment)
+        return pair if self.enrol is None else (*pair, self.enrol.enrol(idx, gen))
 
-    def val_batches(self) -> list[tuple[Tensor, Tensor]]:
+    def val_batches(self) -> list[tuple[Tensor, ...]]:
         if self._val is None:
             gen = generator("val", self.seed)
-            self._val = [make_batch(self.val, torch.arange(i, min(i + self.batch_size, len(self.val))), self.cfg,
-                                    gen, self.noise_folders, False)
-                         for i in range(0, len(self.val), self.batch_size)]
+            self._val = []
+            for i in range(0, len(self.val), self.batch_size):
+                idx = torch.arange(i, min(i + self.batch_size, len(self.val)))
+                pair = make_batch(self.val, idx, self.cfg, gen, self.noise_folders, False)
+                self._val.append(pair if self.val_enrol is None else (*pair, self.val_enrol.enrol(idx, gen)))
         return self._val

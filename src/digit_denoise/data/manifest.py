@@ -184,7 +184,7 @@ def build_manifest(corpus: str | Path, out: str | Path, *, layout: str = "auto",
 def _check_babble(rows: list[Row]) -> None:
     for s in SPLITS:
         sub = [r for r in rows if r.split == s]
-        if any(r.noise == "babble" for r in sub) and len({r.speaker for r in sub}) < 2:
+        if any(r.noise in ("babble", "talker") for r in sub) and len({r.speaker for r in sub}) < 2:
             raise UserError(f"babble noise needs at least 2 speakers in the '{s}' split (babble talkers come "
                             "from other speakers of the same split); hold out more test speakers or use another noise")
 

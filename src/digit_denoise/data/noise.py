@@ -1,7 +1,7 @@
 """Noise: the one implementation of noise kinds, seeded generators and SNR scaling.
 
 Kinds: ``white`` / ``pink`` / ``brown`` (power ∝ 1/f^0, 1/f, 1/f², flat below 40 Hz so the power
-is in the audible band), ``babble`` (other talkers summed), a folder of noise recordings (``DIR``,
+is in the audible band), ``babble`` (other talkers summed), ``talker`` (one other talker), a folder of noise recordings (``DIR``,
 ``DIR:seen``, ``DIR:unseen``) and, for training only, ``colored`` (1/f^α with a random α) and
 ``texture`` (synthetic non-stationary noise: transients, hum, modulated and band-limited noise; see
 :func:`texture_noise`).
@@ -25,7 +25,7 @@ import numpy as np
 from ..audio import AUDIO_EXTENSIONS, load_mono
 from ..errors import UserError
 
-BUILTIN_KINDS = ("white", "pink", "brown", "babble")  # kinds a manifest or an evaluation grid may name
+BUILTIN_KINDS = ("white", "pink", "brown", "babble", "talker")  # kinds a manifest or an evaluation grid may name
 TRAINING_KINDS = (*BUILTIN_KINDS, "colored", "texture")  # and what waveform training may draw on the fly
 COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power-spectrum slope α of 1/f^α
 COLORED_SLOPES = (-1.0, 2.5)  # range of α for the training kind "colored"
@@ -201,7 +201,7 @@ def noise_signal(kind: str, n: int, rng: np.random.Generator, *, sr: int, talker
         return colored_noise(alpha, n, rng, sr)
     if kind == "texture":
         return texture_noise(n, rng, sr)
-    if kind == "babble":
+    if kind in ("babble", "talker"):  # talker: one competing voice
         return babble(talkers or [], n, rng)
     if folder is None:
         raise ValueError(f"noise {kind!r}: a noise folder needs its loaded NoiseFolder")

@@ -74,10 +74,11 @@ def make_noise(row: Row, kind: str, n: int, sr: int, rng: np.random.Generator, *
                babble_talkers: int = 5, cache: AudioCache = _CACHE) -> np.ndarray:
     """Unit-RMS noise of ``kind`` for ``row``, float32 [n] (see :func:`.noise.noise_signal`)."""
     talkers = folder = None
-    if kind == "babble":
+    if kind in ("babble", "talker"):  # talkers of other speakers of the same split (one for `talker`)
         if pool is None:
-            raise ValueError("babble needs a BabblePool")
-        talkers = [cache.get(t.clean_path, sr) for t in pool.talkers(row, babble_talkers, rng)]
+            raise ValueError(f"{kind} needs a BabblePool")
+        k = 1 if kind == "talker" else babble_talkers
+        talkers = [cache.get(t.clean_path, sr) for t in pool.talkers(row, k, rng)]
     elif kind not in COLORS:
         if not is_noise_folder(kind):
             raise UserError(f"noise {kind!r} for {row.id}: not {'/'.join(BUILTIN_KINDS)} and not an existing folder")

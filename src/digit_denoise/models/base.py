@@ -8,6 +8,8 @@ A family is an ``nn.Module`` with a config dataclass (``self.config``, a :class:
 - ``context``: samples of context each side of an output sample (wave), or the receptive field
   in pixels (seed);
 - ``flops()``: FLOPs (2 × multiply-adds) per second of audio (wave) or per 112×112 image (seed);
+- ``voice_dim``: personalised models take a speaker embedding of this size, ``forward(wave, voice)``;
+  0 for blind ones;
 - ``summary()``: one line on the network; ``describe()``: the self-check text.
 
 Pure code: no file I/O, no printing.
@@ -46,6 +48,11 @@ class Family(nn.Module):
     def context(self) -> int:
         """Waveform models: their ``context_samples``; seed models override it (pixels)."""
         return int(self.context_samples)
+
+    @property
+    def voice_dim(self) -> int:
+        """Personalised models: the size of the speaker embedding ``forward(wave, voice)`` takes; else 0."""
+        return int(getattr(self.config, "voice", 0) or 0)
 
     def flops(self) -> int:
         raise NotImplementedError

@@ -56,6 +56,7 @@ class MaskNetConfig(DictConfig):
     norm: str = "none"  # none, frame (per-frame channel norm) or utterance (channels × time) at the start of each block
     taps: int = 2  # filter mask: complex filter taps over ±taps frames of the same bin
     mix: bool = True  # a 1×1 conv after each block's dilated conv (False: 3/4 of the block's compute)
+    voice: int = 0  # personalised: the size of the speaker embedding given with the audio (FiLM on every block); 0 = blind
 
     def __post_init__(self):
         self.dilations = tuple(int(d) for d in self.dilations)
@@ -71,7 +72,7 @@ class MaskNetConfig(DictConfig):
             raise ValueError("channels and dilations must be positive")
         if not 0 <= self.taps <= 8:
             raise ValueError(f"taps {self.taps}: give 0 to 8")
-        check_bounds(self, sample_rate=(4000, 384000), n_fft=(8, 8192), hop=(1, 4096), channels=(1, 4096),
+        check_bounds(self, voice=(0, 1024), sample_rate=(4000, 384000), n_fft=(8, 8192), hop=(1, 4096), channels=(1, 4096),
                      kernel=(1, 63), blocks=(len(self.dilations), 256), dilation=(max(self.dilations), 65536))
 
     def head(self) -> int:
@@ -176,8 +177,13 @@ class Block(nn.Module):
         self.conv = nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2)
         self.mix = nn.Conv1d(c, c, 1) if mix else nn.Identity()
 
-    def forward(self, h: Tensor) -> Tensor:
-        return h + self.mix(self.act2(self.conv(self.act1(self.norm(h)))))
+    def forward(self, h: Tensor, film: Tensor | None = None) -> Tensor:
+        """``h [B, C, F]``; ``film [B, 2C]``: a scale (1 + γ) and shift β of the normalised input per channel."""
+        n = self.norm(h)
+        if film is not None:
+            gamma, beta = film[:, :, None].chunk(2, dim=1)
+            n = n * (1 + gamma) + beta
+        return h + self.mix(self.act2(self.conv(self.act1(n))))
 
 
 class MaskNet(Family):
@@ -193,6 +199,10 @@ class MaskNet(Family):
         self.inp = nn.Conv1d(bins, cfg.channels, 1)
         self.blocks = nn.Sequential(*(Block(cfg.channels, cfg.kernel, d, cfg.norm, cfg.mix) for d in cfg.dilations))
         self.out_act = nn.PReLU(cfg.channels)
+        if cfg.voice:  # FiLM of every block from the speaker embedding; zero: a personalised model starts blind
+            self.film = nn.Linear(cfg.voice, 2 * cfg.channels * len(cfg.dilations))
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
         self.out = nn.Conv1d(cfg.channels, bins * cfg.head(), 1)
         if cfg.mask == "polar":  # the phase head starts at e^{i0}: a plain magnitude mask
             with torch.no_grad():
@@ -205,9 +215,12 @@ class MaskNet(Family):
                 self.out.bias[bins:].zero_()
 
     def adapt_state(self, state: dict) -> dict:
-        """A magnitude model's weights fit a polar one: its head becomes the magnitude part, the phase
+        """A blind model's weights fit a personalised one (its FiLM starts at zero: the same outputs at first).
+        A magnitude model's weights fit a polar one: its head becomes the magnitude part, the phase
         part is this model's own zero-phase start, so the polar model first computes exactly what the
         magnitude one did."""
+        if self.config.voice and "film.weight" not in state:  # a blind model's weights: FiLM starts at zero
+            state = {**state, "film.weight": self.film.weight.detach().clone(), "film.bias": self.film.bias.detach().clone()}
         w, b = state.get("out.weight"), state.get("out.bias")
         bins = self.config.n_fft // 2 + 1
         if self.config.mask != "polar" or w is None or w.shape[0] != bins:
@@ -224,6 +237,8 @@ class MaskNet(Family):
         extra = (f", per-{c.norm} norm" if c.norm != "none" else "") + (f", {c.n_fft}/{c.hop} STFT" if c.n_fft != 512 else "")
         if c.mask == "filter":
             extra += f", ±{c.taps}-frame complex filter"
+        if c.voice:
+            extra += f", personalised (FiLM from a {c.voice}-value voice embedding)"
         return f"{c.mask} mask, {c.channels} ch × {len(c.dilations)} blocks{extra}"
 
     @property
@@ -237,11 +252,15 @@ class MaskNet(Family):
         """Samples each side of an output sample that can influence it."""
         return (self.context_frames + 1) * self.config.hop + self.config.n_fft
 
-    def mask(self, re: Tensor, im: Tensor) -> tuple[Tensor, ...]:
-        """The head's output for a noisy spectrum ``[B, K, F]``: (mask_re, mask_im) (mask_im is 0 for magnitude
-        masks); for the filter mask also the filter taps ``[B, 2·taps+1, K, F]`` (re, im)."""
+    def mask(self, re: Tensor, im: Tensor, voice: Tensor | None = None) -> tuple[Tensor, ...]:
+        """The head's output for a noisy spectrum ``[B, K, F]`` (and, personalised, a speaker embedding
+        ``voice [B, E]``): (mask_re, mask_im) (mask_im is 0 for magnitude masks); for the filter mask also the
+        filter taps ``[B, 2·taps+1, K, F]`` (re, im)."""
         feats = torch.log(re * re + im * im + self.config.floor)
-        h = self.blocks(self.inp(feats * 0.1))
+        h = self.inp(feats * 0.1)
+        films = self.film(voice).chunk(len(self.blocks), dim=1) if voice is not None else [None] * len(self.blocks)
+        for block, film in zip(self.blocks, films):
+            h = block(h, film)
         m = self.out(self.out_act(h))
         if self.config.mask == "magnitude":
             return torch.sigmoid(m), torch.zeros_like(re)
@@ -259,12 +278,16 @@ class MaskNet(Family):
         scale = torch.tanh(mag) / mag
         return mr * scale, mi * scale
 
-    def forward(self, wave: Tensor) -> Tensor:
+    def forward(self, wave: Tensor, voice: Tensor | None = None) -> Tensor:
+        """``wave [B, T]`` (+ ``voice [B, E]``, the speaker embedding, for a personalised model) → ``[B, T]``."""
         if wave.dim() != 2:
             raise UserError(f"MaskNet expects Tensor[batch, samples], got shape {tuple(wave.shape)}")
+        if bool(self.config.voice) != (voice is not None):
+            raise UserError("this model is personalised: give a voice profile" if self.config.voice else
+                            "this model is not personalised: it takes no voice profile")
         t = wave.shape[-1]
         re, im = self.stft.analysis(wave)
-        mr, mi, *taps = self.mask(re, im)
+        mr, mi, *taps = self.mask(re, im, voice)
         yr, yi = re * mr - im * mi, re * mi + im * mr
         if taps:  # + Σ_τ H_τ(t, f) · X(t − τ, f): a complex filter over the neighbouring frames of each bin
             fr, fi = taps

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FOLDER = Path(__file__).resolve().parent
+PERSONALISED = "voice"  # the shipped personalised model (``denoise --voice`` without ``--model``)
 
 
 @dataclass(frozen=True)

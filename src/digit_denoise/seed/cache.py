@@ -57,7 +57,7 @@ def _file_sig(path: str) -> str:
 
 def _pool_key(rows: list[Row], pool: BabblePool) -> dict:
     """Babble noise depends on the other talkers of the split (the pool), not only on ``rows``."""
-    if not any(r.noise == "babble" for r in rows):
+    if not any(r.noise in ("babble", "talker") for r in rows):
         return {}
     h = hashlib.sha256()
     for split in sorted({r.split for r in rows}):

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from .. import audio
-from .features import SeedFeatureConfig, _as_clip_list, area_resize, mel_filterbank
+from ..mel import mel_filterbank
+from .features import SeedFeatureConfig, _as_clip_list, area_resize
 
 # --------------------------------------------------------------------------------------------
 # inverse

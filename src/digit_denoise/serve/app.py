@@ -11,6 +11,8 @@ Routes::
     POST /api/session          the same upload: JSON with links to noisy/denoised WAV and spectrograms
     POST /api/playground       `sample` (or `file`), `noise`, `snr` (+ `model`): mixes, denoises and
                                scores SI-SDR / PESQ / STOI of the noisy and denoised audio
+    POST /api/voice            `file`: a recording of a voice → {"profile": ..., "warnings": [...]}
+                               (/api/denoise and /api/session take `voice`: a profile or a recording)
     GET  /api/result/{id}/{part}   a stored session result (noisy.wav, denoised.wav, noisy.png, denoised.png)
 
 Safe by default: the CLI binds 127.0.0.1; uploads are limited in size (413); at most ``workers``
@@ -23,6 +25,7 @@ models are chosen by name from the server's own list, results by a random id fro
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import secrets
@@ -40,7 +43,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..checkpoint import load_model
+from ..checkpoint import load_model, read_meta, resolve
 from ..data.manifest import manifest_paths
 from ..data.noise import BUILTIN_KINDS, babble, clip_rng, mix_at_snr, noise_signal
 from ..enhance import Denoiser
@@ -48,6 +51,7 @@ from ..errors import UserError
 from ..metrics import clip_metrics
 from ..pretrained import available
 from ..runtime import release_memory
+from ..voice.profile import MAX_PROFILE_BYTES, VoiceProfile, enroll, profile_from_json
 from .guard import HostOriginGuard
 from .media import BadRequest, attachment, read_upload, spectrogram_png, wav_bytes
 from .upload import FormError, read_form
@@ -56,10 +60,21 @@ STATIC = Path(__file__).resolve().parent / "static"
 SAMPLES = Path(__file__).resolve().parent / "samples"
 NOISES = BUILTIN_KINDS  # what the playground mixes
 PLAYGROUND_SECONDS = 30.0  # a playground upload is a sample digit, not a recording
+VOICE_SECONDS = 60.0  # a voice sample is a few spoken words
 LOG = logging.getLogger("digit_denoise.serve")
 RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
 PARTS = {"noisy.wav": "audio/wav", "denoised.wav": "audio/wav", "noisy.png": "image/png",
          "denoised.png": "image/png"}
+
+
+@dataclass
+class Upload:
+    """What a request sent: its plain fields, the audio file, and the voice (file name, bytes) if any."""
+
+    fields: dict
+    data: bytes
+    name: str
+    voice: tuple[str, bytes] | None = None
 
 
 @dataclass
@@ -106,9 +121,31 @@ class State:
         return rid
 
 
-def denoise_array(state: State, model: str, x: np.ndarray, rate: int) -> np.ndarray:
-    y = state.denoiser(model).enhance(x, rate)
+def denoise_array(state: State, model: str, x: np.ndarray, rate: int, voice: VoiceProfile | None = None) -> np.ndarray:
+    y = state.denoiser(model).enhance(x, rate, voice=voice)
     return np.asarray(y, np.float32).reshape(x.shape)
+
+
+def voice_of(upload: tuple[str, bytes] | None, max_seconds: float) -> VoiceProfile | None:
+    """The ``voice`` field: a profile (JSON from ``voice enroll``) or a recording of the voice (enrolled here)."""
+    if upload is None:
+        return None
+    name, data = upload
+    if data.lstrip()[:1] == b"{":
+        if len(data) > MAX_PROFILE_BYTES:
+            raise BadRequest(413, f"{name}: too large for a voice profile")
+        try:
+            return profile_from_json(json.loads(data), name)
+        except (ValueError, RecursionError):
+            raise BadRequest(400, f"{name}: not a voice profile (not JSON)") from None
+    x, rate, _ = read_upload(data, name, min(max_seconds, VOICE_SECONDS))
+    return enroll([(x, rate, name)])
+
+
+def personalised(path: str) -> bool:
+    """Whether the model at ``path`` (a shipped name or a file) takes a voice profile (its JSON says)."""
+    _, js = resolve(path)
+    return int((read_meta(js).get("config") or {}).get("voice") or 0) > 0
 
 
 def session_parts(noisy: np.ndarray, clean: np.ndarray, rate: int, subtype: str) -> dict[str, bytes]:
@@ -119,9 +156,9 @@ def session_parts(noisy: np.ndarray, clean: np.ndarray, rate: int, subtype: str)
 def playground(state: State, model: str, clean: np.ndarray, rate: int, noise: str, snr: float, seed: int) -> dict:
     """Mix ``clean`` (mono) with ``noise`` at ``snr``, denoise, score; returns parts and metrics."""
     rng = clip_rng(seed, "playground", noise, snr)
-    if noise == "babble":  # other voices: the shipped samples, shifted in time and pitch by looping
+    if noise in ("babble", "talker"):  # other voices: the shipped samples (one for a talker), looped
         others = [read_upload(p.read_bytes(), p.name)[0][0] for p in sorted(SAMPLES.glob("*.flac"))]
-        n = babble(others, clean.size, rng)
+        n = babble(others[:1] if noise == "talker" else others, clean.size, rng)
     else:
         n = noise_signal(noise, clean.size, rng, sr=rate)
     noisy, _ = mix_at_snr(clean, n, snr)
@@ -142,18 +179,24 @@ class Api:
         self.state = State(cfg, slots=asyncio.Semaphore(cfg.workers))  # binds to the serving loop on first use
         self.limit = int(cfg.max_upload_mb * 1024 * 1024)
 
-    async def form_of(self, request, need_file: bool = True) -> tuple[dict, bytes, str]:
-        """(fields, file bytes, file name) of a form within every limit (see :mod:`.upload`)."""
+    async def form_of(self, request, need_file: bool = True) -> Upload:
+        """The form of a request within every limit (see :mod:`.upload`): fields, the audio, the voice."""
         try:
-            form = await read_form(request, self.limit, urlencoded=not need_file, body_timeout=self.cfg.body_timeout)
+            form = await read_form(request, self.limit, urlencoded=not need_file, body_timeout=self.cfg.body_timeout,
+                                   file_fields=("file", "voice"))
         except FormError as e:
             raise BadRequest(e.status, str(e)) from None
+        voice = form.files.get("voice")
+        if voice is not None:
+            voice = ((Path(voice[0]).name or "voice")[:80], voice[1])
+        elif form.fields.get("voice"):  # a profile pasted as text
+            voice = ("voice", form.fields["voice"].encode())
         if "file" not in form.files:
             if need_file:
                 raise BadRequest(400, "missing multipart field 'file' (the audio to denoise)")
-            return form.fields, b"", ""
+            return Upload(form.fields, b"", "", voice)
         filename, data = form.files["file"]
-        return form.fields, data, (Path(filename).name or "upload")[:80]
+        return Upload(form.fields, data, (Path(filename).name or "upload")[:80], voice)
 
     async def compute(self, fn, *args):
         """Run ``fn`` in a worker thread: at most ``workers`` at once, ``queue`` waiting, else 503."""
@@ -184,34 +227,43 @@ class Api:
         out = []
         for i, name in enumerate(self.cfg.models):
             info = await run_in_threadpool(_model_info, self.cfg.models[name])
-            out.append({"name": name, "default": i == 0, **info})
+            out.append({"name": name, "default": i == 0, "personalised": personalised(self.cfg.models[name]), **info})
         return JSONResponse(out)
 
     async def samples(self, request):
         return JSONResponse([p.stem for p in sorted(SAMPLES.glob("*.flac"))])
 
-    def model_name(self, fields: dict) -> str:
-        name = fields.get("model") or next(iter(self.cfg.models))
+    def model_name(self, fields: dict, voice: bool = False) -> str:
+        """The model asked for; with a voice and none asked for, the first personalised one of the list."""
+        name = fields.get("model")
+        if not name and voice:
+            name = next((n for n in self.cfg.models if personalised(self.cfg.models[n])), None)
+            if name is None:
+                raise BadRequest(400, "a voice was given, but this server offers no personalised model")
+        name = name or next(iter(self.cfg.models))
         if name not in self.cfg.models:
             raise BadRequest(400, f"unknown model {name[:40]!r}; choose one of {', '.join(self.cfg.models)}")
         return name
 
     async def denoise(self, request):
-        fields, data, name = await self.form_of(request)
-        model = self.model_name(fields)
+        up = await self.form_of(request)
+        fields, data, name = up.fields, up.data, up.name
+        model = self.model_name(fields, up.voice is not None)
         x, rate, subtype = read_upload(data, name, self.cfg.max_seconds)
-        y = await self.compute(denoise_array, self.state, model, x, rate)
+        voice = await self.compute(voice_of, up.voice, self.cfg.max_seconds) if up.voice else None
+        y = await self.compute(denoise_array, self.state, model, x, rate, voice)
         body = await run_in_threadpool(wav_bytes, y, rate, subtype)
         stem = (Path(name).stem or "audio")[:60]
         return Response(body, media_type="audio/wav", headers={"Content-Disposition": attachment(f"{stem}-denoised.wav")})
 
     async def session(self, request):
-        fields, data, name = await self.form_of(request)
-        model = self.model_name(fields)
+        up = await self.form_of(request)
+        fields, data, name = up.fields, up.data, up.name
+        model = self.model_name(fields, up.voice is not None)
         x, rate, subtype = read_upload(data, name, self.cfg.max_seconds)
 
         def work():
-            y = denoise_array(self.state, model, x, rate)
+            y = denoise_array(self.state, model, x, rate, voice_of(up.voice, self.cfg.max_seconds))
             return session_parts(x, y, rate, subtype)
 
         rid = self.state.keep(await self.compute(work))
@@ -219,8 +271,16 @@ class Api:
                              "seconds": round(x.shape[1] / rate, 3), "name": name,
                              **{k.replace(".", "_"): f"/api/result/{rid}/{k}" for k in PARTS}})
 
+    async def voice(self, request):
+        """A profile from a recording of a voice (field ``file``): the JSON to keep and send as ``voice``."""
+        up = await self.form_of(request)
+        profile = await self.compute(voice_of, ((up.name or "voice"), up.data), self.cfg.max_seconds)
+        return JSONResponse({"profile": profile.to_json(), "warnings": profile.warnings,
+                             "speech_seconds": round(profile.speech_seconds, 2)})
+
     async def play(self, request):
-        fields, data, name = await self.form_of(request, need_file=False)
+        up = await self.form_of(request, need_file=False)
+        fields, data, name = up.fields, up.data, up.name
         model = self.model_name(fields)
         noise = fields.get("noise", "white")
         if noise not in NOISES:
@@ -286,6 +346,7 @@ def create_app(cfg: ServerConfig):
               Route("/api/denoise", handled(api.denoise), methods=["POST"]),
               Route("/api/session", handled(api.session), methods=["POST"]),
               Route("/api/playground", handled(api.play), methods=["POST"]),
+              Route("/api/voice", handled(api.voice), methods=["POST"]),
               Route("/api/result/{rid}/{part}", handled(api.result)),
               Mount("/static", StaticFiles(directory=str(STATIC)), name="static")]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -5,6 +5,8 @@ validation batches.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -12,6 +14,7 @@ from ..data.batches import ClipAugment, WaveBatchConfig, WaveData
 from ..data.manifest import load_manifest, manifest_paths, select
 from ..data.noise import TRAINING_KINDS, NoiseConfig, parse_kinds
 from ..data.pairs import BabblePool
+from ..data.voices import enrollable, known_speaker
 from ..errors import UserError
 from ..seed.cache import cached_seed_images, seed_images
 from ..seed.features import SeedFeatureConfig
@@ -73,11 +76,18 @@ def wave_batch_config(cfg: TrainConfig, sample_rate: int) -> WaveBatchConfig:
                            eq_db=cfg.eq_db, babble_talkers=cfg.babble_talkers, snr_focus=cfg.snr_focus)
 
 
-def make_wave_data(cfg: TrainConfig, sample_rate: int) -> WaveData:
-    """:class:`..data.batches.WaveData` for a waveform model (clips loaded at the model's rate)."""
+def make_wave_data(cfg: TrainConfig, sample_rate: int, voice: bool = False) -> WaveData:
+    """:class:`..data.batches.WaveData` for a waveform model (clips loaded at the model's rate). For a
+    personalised model (``voice``), speakers are told apart per manifest (two corpora may both have a
+    speaker "01") and only clips that can be enrolled from another clip of their speaker are kept."""
     rows = load_rows(cfg.manifest)
-    return WaveData(select(rows, "train", cfg.limit or None), select(rows, "val", cfg.val_limit or None),
-                    wave_batch_config(cfg, sample_rate), cfg.seed, cfg.batch_size)
+    if voice:
+        rows = enrollable([replace(r, speaker=f"{k}:{r.speaker}") if known_speaker(r.speaker) else r
+                           for k, p in enumerate(manifest_paths(cfg.manifest)) for r in load_manifest(p)])
+    train, val = select(rows, "train", cfg.limit or None), select(rows, "val", cfg.val_limit or None)
+    if voice:
+        train, val = enrollable(train), enrollable(val)  # the limit may have left a speaker with one clip
+    return WaveData(train, val, wave_batch_config(cfg, sample_rate), cfg.seed, cfg.batch_size, voice=voice)
 
 
 def batch_tensors(arr: np.ndarray, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -55,13 +55,13 @@ def loss_fn(name: str, wave: bool, no_harm: float = 0.0, teacher=None, no_regres
 
 @torch.no_grad()
 def evaluate_loss(model: torch.nn.Module, batches, device: torch.device, loss) -> float:
-    """Mean loss over ``batches`` of (noisy, clean), weighted by batch size (model in eval, then back)."""
+    """Mean loss over ``batches`` of (noisy, clean[, voice]), weighted by batch size (model in eval, then back)."""
     was_training = model.training
     model.eval()
     total, n = 0.0, 0
-    for noisy, clean in batches:
+    for noisy, clean, *voice in batches:
         noisy = noisy.to(device)
-        total += float(loss(model(noisy), clean.to(device), noisy)) * len(clean)
+        total += float(loss(model(noisy, *(v.to(device) for v in voice)), clean.to(device), noisy)) * len(clean)
         n += len(clean)
     model.train(was_training)
     return total / max(n, 1)
@@ -149,7 +149,7 @@ class Loop:
             teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.loss = loss_fn(cfg.loss, self.wave, cfg.no_harm, teacher, cfg.no_regress)
         if self.wave:
-            self.data = make_wave_data(cfg, model.sample_rate)
+            self.data = make_wave_data(cfg, model.sample_rate, voice=model.voice_dim > 0)
             self.n, n_val = len(self.data.train), len(self.data.val)
             features = {"kind": "wave"}
         else:
@@ -250,16 +250,17 @@ class Loop:
         cfg = self.cfg
         epoch, pos = divmod(self.step, self.steps_per_epoch)
         idx = epoch_order(self.n, cfg.seed, epoch)[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-        noisy, clean = self.data.train_batch(idx, epoch, pos)
+        noisy, clean, *voice = self.data.train_batch(idx, epoch, pos)
         part = self.dist.shard(idx)
         noisy, clean = noisy[part].to(self.device), clean[part].to(self.device)
+        voice = [v[part].to(self.device) for v in voice]  # a personalised model's enrolments
         for group in self.opt.param_groups:
             group["lr"] = learning_rate(cfg, self.step, self.planned)
         self.opt.zero_grad(set_to_none=True)
         if cfg.channels_last and not self.wave:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            pred = self.net(noisy)
+            pred = self.net(noisy, *voice)
         value = self.loss(pred.float(), clean, noisy)
         value.backward()
         if cfg.clip_grad:

@@ -2,6 +2,8 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 let recorded = null; // a WAV Blob made from the microphone
+let voiceRecorded = null; // a WAV Blob of the user's voice sample
+let profile = null; // the voice profile (JSON) the server made from it
 
 async function json(url, options) {
   const r = await fetch(url, options);
@@ -17,7 +19,8 @@ async function loadLists() {
   const sel = $("model");
   for (const m of models) {
     const o = document.createElement("option");
-    o.value = m.name; o.textContent = m.name + (m.default ? " (default)" : "");
+    o.value = m.name; o.textContent = m.name + (m.default ? " (default)" : "") + (m.personalised ? " (personalised)" : "");
+    o.dataset.personalised = m.personalised ? "1" : "";
     o.dataset.info = `${m.summary}; ${m.sample_rate} Hz` + (m.trained_on ? `; trained on ${m.trained_on}` : "");
     sel.appendChild(o);
   }
@@ -40,6 +43,15 @@ $("denoise-form").addEventListener("submit", async (ev) => {
   if (!blob) { say($("status"), "choose a file or record first", true); return; }
   const fd = new FormData();
   fd.append("file", blob, file ? file.name : "recording.wav");
+  if (profile) {
+    const sel = $("model");
+    if (!sel.selectedOptions[0]?.dataset.personalised) {  // a voice needs a personalised model
+      const p = [...sel.options].find((o) => o.dataset.personalised);
+      if (!p) { say($("status"), "no personalised model on this server: forget the voice or add one", true); return; }
+      sel.value = p.value; sel.dispatchEvent(new Event("change"));
+    }
+    fd.append("voice", new Blob([JSON.stringify(profile)], { type: "application/json" }), "me.voice");
+  }
   fd.append("model", $("model").value);
   say($("status"), "denoising…"); $("go").disabled = true;
   try {
@@ -69,25 +81,50 @@ $("play-form").addEventListener("submit", async (ev) => {
 });
 
 // Recording: raw samples through Web Audio, written as a 16-bit WAV (what every server-side reader takes).
-let rec = null;
-$("record").addEventListener("click", async () => {
-  if (rec) { // stop
-    rec.stream.getTracks().forEach((t) => t.stop()); rec.node.disconnect(); await rec.ctx.close();
-    recorded = wav(rec.chunks, rec.ctx.sampleRate); rec = null;
-    $("record").textContent = "● Record"; say($("record-status"), `recorded ${(recorded.size / 1024).toFixed(0)} kB`);
-    return;
-  }
+function recorder(button, status, fileInput, done) {
+  let rec = null;
+  button.addEventListener("click", async () => {
+    if (rec) { // stop
+      rec.stream.getTracks().forEach((t) => t.stop()); rec.node.disconnect(); await rec.ctx.close();
+      const blob = wav(rec.chunks, rec.ctx.sampleRate); rec = null;
+      button.textContent = button.dataset.label; done(blob);
+      say(status, `recorded ${(blob.size / 1024).toFixed(0)} kB`);
+      return;
+    }
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const ctx = new AudioContext();
+      const src = ctx.createMediaStreamSource(stream);
+      const node = ctx.createScriptProcessor(4096, 1, 1);
+      const chunks = [];
+      node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+      src.connect(node); node.connect(ctx.destination);
+      rec = { stream, ctx, node, chunks };
+      fileInput.value = ""; button.dataset.label = button.textContent; button.textContent = "■ Stop";
+      say(status, "recording…");
+    } catch (e) { say(status, "microphone unavailable: " + e.message, true); }
+  });
+}
+recorder($("record"), $("record-status"), $("file"), (b) => { recorded = b; });
+recorder($("voice-record"), $("voice-record-status"), $("voice-file"), (b) => { voiceRecorded = b; });
+
+$("voice-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const file = $("voice-file").files[0];
+  const blob = file || voiceRecorded;
+  if (!blob) { say($("voice-status"), "choose a voice sample or record one first", true); return; }
+  const fd = new FormData(); fd.append("file", blob, file ? file.name : "voice.wav");
+  say($("voice-status"), "listening to the voice…"); $("voice-go").disabled = true;
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    const ctx = new AudioContext();
-    const src = ctx.createMediaStreamSource(stream);
-    const node = ctx.createScriptProcessor(4096, 1, 1);
-    const chunks = [];
-    node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
-    src.connect(node); node.connect(ctx.destination);
-    rec = { stream, ctx, node, chunks };
-    $("file").value = ""; $("record").textContent = "■ Stop"; say($("record-status"), "recording…");
-  } catch (e) { say($("record-status"), "microphone unavailable: " + e.message, true); }
+    const res = await json("/api/voice", { method: "POST", body: fd });
+    profile = res.profile; $("voice-clear").hidden = false;
+    say($("voice-status"), `using this voice (${res.speech_seconds} s of speech)` +
+        (res.warnings.length ? "; note: " + res.warnings.join("; ") : ""));
+  } catch (e) { profile = null; say($("voice-status"), e.message, true); }
+  finally { $("voice-go").disabled = false; }
+});
+$("voice-clear").addEventListener("click", () => {
+  profile = null; $("voice-clear").hidden = true; say($("voice-status"), "no voice: blind denoising");
 });
 
 function wav(chunks, rate) {
