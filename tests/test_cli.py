@@ -28,7 +28,8 @@ def test_train_flags_come_from_the_config_dataclass():
     import argparse
     from dataclasses import fields
 
-    from digit_denoise.training.config import TrainConfig, add_arguments, config_from_args, field_help
+    from digit_denoise.training.config import TrainConfig
+    from digit_denoise.training.flags import add_arguments, config_from_args, field_help
 
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -47,7 +48,7 @@ def test_train_help_prints_every_flag_text_as_written():
     """A '%' in a field's comment (e.g. 'to 5 % at the last step') is text, not an argparse format."""
     import argparse
 
-    from digit_denoise.training.config import add_arguments
+    from digit_denoise.training.flags import add_arguments
 
     p = argparse.ArgumentParser()
     add_arguments(p)

@@ -141,6 +141,11 @@ def test_imports_are_at_the_top_of_every_module():
     assert not found, "\n".join(found)
 
 
+def test_no_module_is_over_400_lines():
+    long = {name: n for name, path in modules().items() if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400}
+    assert not long, long
+
+
 def test_no_lazy_module_getattr_outside_the_top_package():
     lazy = [name for name, path in modules().items() if name != "__init__"
             and "def __getattr__(" in path.read_text(encoding="utf-8")]

@@ -144,7 +144,7 @@ def add_data(sub) -> None:
 
 # ------------------------------------------------------------------------- train / eval
 def cmd_train(a) -> int:
-    from .training.config import config_from_args
+    from .training.flags import config_from_args
     from .training.loop import train
 
     s = train(config_from_args(a), restart=a.restart)
@@ -154,7 +154,7 @@ def cmd_train(a) -> int:
 
 
 def add_train(sub) -> None:
-    from .training.config import add_arguments
+    from .training.flags import add_arguments
 
     p = _add(sub, "train", "train a denoiser on a manifest (resumes when rerun; --restart starts over)", cmd_train)
     p.formatter_class = argparse.HelpFormatter  # each flag's help names its default itself

@@ -5,8 +5,8 @@ beside it). Values come, lowest first, from the field defaults, a preset (a pack
 ``presets/``), a recipe file (``--config recipes/NAME.toml``) and the command-line flags. Each value,
 whatever its source (a flag's text, a TOML value, a saved ``config.json``), goes through the one parser
 of its field (:data:`PARSERS`), which types and checks it; a bad value is a one-line :class:`UserError`
-naming the key and where it came from. No torch here: ``digit-denoise --help`` builds these flags
-without loading the training stack.
+naming the key and where it came from. The ``train`` flags are made from the same fields
+(:mod:`.flags`). No torch here: ``digit-denoise --help`` builds them without loading the training stack.
 
 A recipe file is flat TOML whose keys are the field names::
 
@@ -22,12 +22,10 @@ command runs in, as on the command line.
 
 from __future__ import annotations
 
-import argparse
-import inspect
 import json
 import math
 import re
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -383,66 +381,3 @@ def recipe_differences(path: str | Path, training: dict) -> list[str]:
     its config.json or the ``training`` section of its model JSON). Only the keys ``training`` holds are
     compared, each through its field's parser; where or how fast it ran (``RESUMABLE_CHANGES``) is not."""
     return [d for d in saved_differences(training, load_config(path)) if d.split(":")[0] in training]
-
-
-# ------------------------------------------------------------------------------ CLI flags
-FLAG_HELP_EXTRA = {
-    "preset": lambda: ": " + "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()),
-}
-_COMMENT = re.compile(r"^\s+(\w+):\s*[^=]+=.*?#\s*(.*)$")
-
-
-def field_help() -> dict[str, str]:
-    """{field: the comment beside it in :class:`TrainConfig`}."""
-    out = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        m = _COMMENT.match(line)
-        if m:
-            out[m.group(1)] = m.group(2).strip()
-    return out
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ":".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if value and not isinstance(
-            value[0], str) else ",".join(value)
-    return repr(value)
-
-
-def _escape(text: str) -> str:
-    return text.replace("%", "%%")  # argparse formats help texts
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``--config FILE`` and one flag per :class:`TrainConfig` field (``--batch-size``; booleans as
-    ``--compile`` / ``--no-augment``). Every default is None (not given), so the recipe's, the preset's
-    or the field's value applies."""
-    helps = field_help()
-    p.add_argument("--config", default=None, metavar="RECIPE.toml",
-                   help="a recipe file (TOML, keys = the options below); flags override its values")
-    for f in fields(TrainConfig):
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        flag = flag_name(f.name)
-        text = helps.get(f.name, "") + FLAG_HELP_EXTRA.get(f.name, lambda: "")()
-        if f.name == "preset":
-            p.add_argument(flag, default=None, choices=list(PRESETS),
-                           help=_escape(text + " (default: the recipe's, else seed)"))
-        elif f.name == "recipe":
-            continue  # set by --config
-        elif default is True or default is False:
-            if default:
-                p.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=False,
-                               default=None, help=_escape(f"turn off: {text}"))
-            else:
-                p.add_argument(flag, action="store_const", const=True, default=None, help=_escape(text))
-        else:
-            p.add_argument(flag, default=None,
-                           help=_escape(f"{text} (default: the recipe's or preset's, else {_shown(default)})"))
-
-
-def config_from_args(a: argparse.Namespace) -> TrainConfig:
-    """The resolved config of parsed ``train`` flags over the ``--config`` recipe (if any)."""
-    overrides = {f.name: getattr(a, f.name, None) for f in fields(TrainConfig) if f.name not in ("preset", "recipe")}
-    if getattr(a, "config", None):
-        return load_config(a.config, a.preset, **overrides)
-    return resolve_config(a.preset or "seed", **overrides)

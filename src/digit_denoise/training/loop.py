@@ -9,6 +9,7 @@ uninterrupted one; the learning-rate schedule follows the planned step count acr
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import random
 import time
@@ -37,6 +38,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _blind(model, noisy):
+    """A personalised model whose FiLM is zero, run without a voice (its output does not depend on one)."""
+    return model(noisy, noisy.new_zeros(noisy.shape[0], model.voice_dim))
 
 
 def loss_fn(name: str, wave: bool, no_harm: float = 0.0, teacher=None, no_regress: float = 0.0):
@@ -147,6 +153,11 @@ class Loop:
         teacher = None
         if cfg.no_regress and self.wave:  # the --init weights, frozen (also on a resume: set before it loads)
             teacher = copy.deepcopy(model).eval().requires_grad_(False)
+            if model.voice_dim:  # a personalised model from a blind one: its FiLM is zero, so no voice is needed
+                if any(float(p.abs().max()) > 0 for p in teacher.film.parameters()):
+                    raise UserError(f"--no-regress {cfg.no_regress}: the --init model is already personalised; "
+                                    "the guard compares with a blind --init model only")
+                teacher = functools.partial(_blind, teacher)
         self.loss = loss_fn(cfg.loss, self.wave, cfg.no_harm, teacher, cfg.no_regress)
         if self.wave:
             self.data = make_wave_data(cfg, model.sample_rate, voice=model.voice_dim > 0)
