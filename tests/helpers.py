@@ -6,6 +6,8 @@ formant-ish harmonics) at 8 kHz in FSDD layout ``recordings/D_name_I.wav``.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +60,28 @@ def train_cfg(manifest: Path, out: Path, **kw):
     base.update(kw)
     preset = base.pop("preset", "seed")
     return resolve_config(preset, **base)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+NO_BROWSER = "Chromium and chromedriver not installed (apt-get install chromium chromium-driver)"
+
+
+@contextlib.contextmanager
+def headless_chromium(tmp_path: Path, height: int = 1400):
+    """A Selenium driver of Debian's headless Chromium (the probe's flags; a fresh profile in ``tmp_path``)."""
+    import pytest
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (test extra)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", f"--window-size=1100,{height}",
+                 "--autoplay-policy=no-user-gesture-required"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import shutil
 import socket
 import threading
 import time
@@ -18,6 +17,8 @@ import soundfile as sf
 
 uvicorn = pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
 httpx = pytest.importorskip("httpx", reason="httpx is not installed (test extra)")
+
+from helpers import CHROMEDRIVER, CHROMIUM, NO_BROWSER, headless_chromium  # noqa: E402
 
 from digit_denoise.serve.app import SAMPLES, ServerConfig, create_app  # noqa: E402
 
@@ -169,26 +170,12 @@ def test_forty_concurrent_requests_are_all_answered_within_bounds(server):
 
 
 # ------------------------------------------------------------------------------- the browser
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Chromium and chromedriver not installed "
-                    "(apt-get install chromium chromium-driver)")
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason=NO_BROWSER)
 def test_the_page_in_headless_chromium(server, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (test extra)")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,1400",
-                 "--autoplay-policy=no-user-gesture-required"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=opts)
-    try:
+    with headless_chromium(tmp_path) as driver:
         driver.get(server + "/")
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 2)
@@ -213,5 +200,3 @@ def test_the_page_in_headless_chromium(server, tmp_path):
         driver.find_element(By.ID, "play").click()
         wait.until(lambda d: "denoised" in d.find_element(By.ID, "metrics").text)
         driver.save_screenshot(str(tmp_path / "playground.png"))
-    finally:
-        driver.quit()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import CHROMEDRIVER, CHROMIUM, NO_BROWSER, headless_chromium
 from model_files import save_wave_model
 
 from digit_denoise import Denoiser
@@ -291,26 +292,13 @@ def test_the_api_takes_a_voice_as_a_profile_or_a_recording(voice_server):
         assert r.status_code == status and words in r.json()["error"], r.text
 
 
-CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")
-DRIVER = __import__("shutil").which("chromedriver")
-
-
 @needs_fsdd
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Chromium and chromedriver not installed "
-                    "(apt-get install chromium chromium-driver)")
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason=NO_BROWSER)
 def test_the_page_enrols_a_voice_and_denoises_with_it(voice_server, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (test extra)")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,1600"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=opts)
-    try:
+    with headless_chromium(tmp_path, 1600) as driver:
         driver.get(voice_server + "/")
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 2)
@@ -330,5 +318,3 @@ def test_the_page_enrols_a_voice_and_denoises_with_it(voice_server, tmp_path):
         driver.save_screenshot(str(tmp_path / "voice-page.png"))
         driver.find_element(By.ID, "voice-clear").click()
         assert "blind" in driver.find_element(By.ID, "voice-status").text
-    finally:
-        driver.quit()
