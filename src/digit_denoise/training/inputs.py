@@ -27,13 +27,14 @@ def load_rows(manifest: str) -> list:
 
 
 class SeedData:
-    """Clean/noisy seed images for the train and val splits (cached; fresh noise optional)."""
+    """Clean/noisy seed images for the train and val splits (cached; fresh noise optional). The seed task is
+    spoken digits: of several manifests (their union), only the clips of digits are used."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
-        if len(manifest_paths(cfg.manifest)) != 1:
-            raise UserError(f"--manifest {','.join(cfg.manifest)}: seed models train on one manifest; merge "
-                            "corpora with waveform models only")
-        rows = load_manifest(manifest_paths(cfg.manifest)[0])
+        rows = [r for r in load_rows(cfg.manifest) if r.digit >= 0]
+        if not rows:
+            raise UserError(f"--manifest {','.join(cfg.manifest)}: no clip of a spoken digit; the seed models "
+                            "denoise digits (AudioMNIST, FSDD or the digit words of a corpus)")
         self.feat = SeedFeatureConfig()
         self.pool = BabblePool(rows)
         self.train_rows = select(rows, "train", cfg.limit or None)
