@@ -21,6 +21,7 @@ from digit_denoise.checkpoint import read_meta, resolve
 from digit_denoise.data.manifest import manifest_paths
 from digit_denoise.errors import UserError
 from digit_denoise.models import build_model
+from digit_denoise.training.config import PARSERS
 from tools.results import load_summary
 from tools.ship import PUBLISHED
 
@@ -35,6 +36,24 @@ SOURCES = {
                  "felixchenfy/Speech-Commands-Classification-by-LSTM-PyTorch (Feiyu Chen, MIT)"),
 }
 CONDITIONS_AT = "-8dB"
+
+
+def _as_text(training: dict) -> dict:
+    """The training section with every range and list as the flags write it (``-12:10``, ``white,babble``),
+    whichever form the JSON holds (an older model saved text, a newer one lists)."""
+    out = dict(training)
+    for k, v in training.items():
+        if k not in PARSERS or v in (None, "", []):
+            continue
+        try:
+            typed = PARSERS[k](v)
+        except ValueError:
+            continue
+        if k == "snr_focus" and typed is not None:
+            out[k] = f"{typed[0]:g}:{typed[1]:g}@{typed[2]:g}"
+        elif isinstance(typed, tuple):
+            out[k] = ",".join(typed) if typed and isinstance(typed[0], str) else ":".join(f"{x:g}" for x in typed)
+    return out
 
 
 def _noise_words(noise: str) -> str:
@@ -71,7 +90,7 @@ def build(model: str, method: str, reports: list[Path]) -> str:
     weights, js = resolve(model)
     meta = read_meta(js)
     net = build_model(meta["model"], meta.get("config") or {})
-    t = meta.get("training") or {}
+    t = _as_text(meta.get("training") or {})
     # compare reports only: an `evaluate` summary (the seed rows, kept beside them) has no test-set table
     summaries = [s for s in map(load_summary, reports) if isinstance(s.get("results"), dict)]
     ours = next((s for s in summaries if any(m["name"] == method for m in s["methods"])), None)
@@ -90,7 +109,6 @@ def build(model: str, method: str, reports: list[Path]) -> str:
              + (f" (the schedule planned {t['steps']} steps)" if t.get("steps") else "")
              + f", Adam lr {t.get('lr')}, EMA {t.get('ema') or 'off'}"
              + (f", fine-tuned from `{Path(str(t['init'])).name}`" if t.get("init") else "")
-             + (" (the shipped default when it started)" if t.get("init") == "default" else "")
              + (f", no-harm guard × {t['no_harm']}" if t.get("no_harm") else "")
              + (f", no-regress guard × {t['no_regress']} against its starting weights" if t.get("no_regress") else "")
              + (f"; {t['elapsed_s'] / 3600:.1f} h of training on one CPU thread ({t.get('samples_per_s')} samples/s)"
