@@ -59,6 +59,8 @@ def arms_figure(histories: list[dict], path: Path) -> None:
     fig, ax = subplots(figsize=(9, 4.6), dpi=100)
     for h in histories:
         recs = [r for r in h["records"] if r.get("val_loss") is not None]
+        if h.get("loss") != "sisdr":  # another loss: its value is no SI-SDR
+            continue
         ax.plot([r["elapsed_s"] / 60 for r in recs], [-r["val_loss"] for r in recs], marker=".", label=h["name"])
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation SI-SDR (dB)")
@@ -74,7 +76,8 @@ def arms_section(histories: list[dict], summaries: list[dict], figure: str | Non
     """The table (a row per run) and, if drawn, the figure's link."""
     out = [f"## {title}", "",
            "Each run from its recipe file, one CPU thread unless said; the validation SI-SDR is −(the validation "
-           "loss) on the same fixed validation mixtures (speakers held out of training), the test columns come "
+           "loss) on the same fixed validation mixtures (speakers held out of training; runs with another loss show "
+           "none), the test columns come "
            "from the compare report that holds the run (25 clips × 4 corpora, unseen speakers; mean of the 16 "
            "conditions and SI-SDR at −8 dB).", ""]
     if figure:
@@ -85,7 +88,8 @@ def arms_section(histories: list[dict], summaries: list[dict], figure: str | Non
     for h in histories:
         recs = [r for r in h["records"] if r.get("val_loss") is not None]
         last = recs[-1] if recs else {}
-        best = max((-r["val_loss"] for r in recs), default=None)
+        # −(validation loss) is the validation SI-SDR only for the plain SI-SDR loss
+        best = max((-r["val_loss"] for r in recs), default=None) if h.get("loss") == "sisdr" else None
         speed = sum(r.get("samples_per_s") or 0 for r in recs) / max(len(recs), 1)
         s = _find(summaries, h["name"])
         conds = [c["name"] for c in s["conditions"]] if s else []
