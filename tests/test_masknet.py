@@ -44,9 +44,10 @@ def test_fft_and_conv_paths_agree():
     assert float((a - b).abs().max()) < 1e-5
 
 
-@pytest.mark.parametrize("mask", ["magnitude", "complex", "polar"])
-def test_every_parameter_trains_and_shapes_hold(mask):
-    m = build_model("masknet", {**TINY, "mask": mask, "norm": "frame"})
+@pytest.mark.parametrize("mask, norm", [("magnitude", "frame"), ("complex", "frame"), ("polar", "frame"),
+                                        ("filter", "utterance"), ("magnitude", "utterance")])
+def test_every_parameter_trains_and_shapes_hold(mask, norm):
+    m = build_model("masknet", {**TINY, "mask": mask, "norm": norm})
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     before = {k: v.detach().clone() for k, v in m.named_parameters()}
     x, c = _x(3, 3000), _x(3, 3000, seed=1)
@@ -127,3 +128,23 @@ def test_self_check_runs():
                          text=True, check=True).stdout
     assert "trainable parameters" in out and "ok" in out and "FLOPs per second" in out
     assert f"{count_parameters(build_model('masknet')):,}" in out
+
+
+@pytest.mark.parametrize("norm", ["none", "utterance"])
+def test_filter_mask_starts_as_the_magnitude_model_and_its_filter_changes_the_phase(norm):
+    """A magnitude model's weights load into a filter one (its complex taps at zero): the same output; with
+    taps that are not zero the output is no longer the noisy phase times a real gain."""
+    cfg = {**TINY, "norm": norm, "mix": False}
+    mag = build_model("masknet", cfg).eval()
+    fil = build_model("masknet", {**cfg, "mask": "filter"}).eval()
+    fil.load_state_dict(fil.adapt_state(mag.state_dict()), strict=True)
+    x = _x(2, 4000)
+    with torch.no_grad():
+        assert float((fil(x) - mag(x)).abs().max()) < 1e-6
+        fil.out.weight[257:].normal_(0, 0.05)
+        y = fil(x)
+        re, im = fil.stft.analysis(x)
+        yr, yi = fil.stft.analysis(y)
+        ratio_phase = torch.atan2(yi * re - yr * im, yr * re + yi * im)  # angle of Y / X per bin
+        assert float(ratio_phase.abs().amax()) > 0.1  # the phase moved
+    assert fil.context_frames == mag.context_frames + 2  # the ±2 taps widen the receptive field

@@ -216,14 +216,14 @@ class MaskNet(Family):
 
     def adapt_state(self, state: dict) -> dict:
         """A blind model's weights fit a personalised one (its FiLM starts at zero: the same outputs at first).
-        A magnitude model's weights fit a polar one: its head becomes the magnitude part, the phase
-        part is this model's own zero-phase start, so the polar model first computes exactly what the
-        magnitude one did."""
+        A magnitude model's weights fit a polar or filter one: its head becomes the magnitude part, the
+        phase (or filter) part is this model's own zero start, so the new model first computes exactly what
+        the magnitude one did."""
         if self.config.voice and "film.weight" not in state:  # a blind model's weights: FiLM starts at zero
             state = {**state, "film.weight": self.film.weight.detach().clone(), "film.bias": self.film.bias.detach().clone()}
         w, b = state.get("out.weight"), state.get("out.bias")
         bins = self.config.n_fft // 2 + 1
-        if self.config.mask != "polar" or w is None or w.shape[0] != bins:
+        if self.config.mask not in ("polar", "filter") or w is None or w.shape[0] != bins:
             return state
         phase_w, phase_b = self.out.weight.detach()[bins:], self.out.bias.detach()[bins:]
         return {**state, "out.weight": torch.cat([w, phase_w.to(w.dtype)]),
