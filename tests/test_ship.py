@@ -87,3 +87,22 @@ def test_packaged_models_resolve_by_name():
         model, meta = load_model(name)
         assert packaged_path(name).is_file() and model.kind == "wave" and meta["sample_rate"] == 16000
         assert meta["model"] == REGISTRY[name].family
+
+
+def test_ship_int8_quarters_the_file_and_loads_back_close(tmp_path):
+    from digit_denoise.checkpoint import model_meta, save_checkpoint
+    from tools.ship import ship
+
+    m = build_model("masknet", {"channels": 64, "dilations": [1, 2, 4], "norm": "utterance", "mix": False}).eval()
+    save_checkpoint(tmp_path / "ck", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"}, 16000))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('preset = "fast"\nout = "runs/r"\n')
+    f32 = ship(tmp_path / "ck", "f32", tmp_path / "pre", dtype="float32", recipe=str(recipe))
+    i8 = ship(tmp_path / "ck", "i8", tmp_path / "pre", dtype="int8", recipe=str(recipe))
+    assert i8.stat().st_size < 0.35 * f32.stat().st_size
+    m8, meta = load_model(i8)
+    assert meta["weights_dtype"] == "int8" and next(m8.parameters()).dtype == torch.float32
+    x = _x(1, 16000)
+    with torch.no_grad():
+        a, b = m(x), m8(x)
+    assert float((a - b).pow(2).sum() / a.pow(2).sum()) < 1e-3  # within ~30 dB of the float model

@@ -21,9 +21,10 @@ import torch
 from safetensors.torch import save_file
 
 from digit_denoise.audio import resample
+from digit_denoise.checkpoint import dequantize, quantize
 from digit_denoise.models.speaker import SpeakerEncoder
 from digit_denoise.pretrained import FOLDER
-from digit_denoise.voice.encoder import ENCODER_FILE, dequantize, quantize
+from digit_denoise.voice.encoder import ENCODER_FILE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from digit_denoise.audio import atomic_path
-from digit_denoise.checkpoint import FORMAT, load_model, model_meta, resolve
+from digit_denoise.checkpoint import FORMAT, load_model, model_meta, quantize, resolve
 from digit_denoise.data.manifest import manifest_paths
 from digit_denoise.errors import UserError
 from digit_denoise.models import build_model
@@ -73,8 +73,9 @@ def shipped_training(run: str | Path, meta: dict, recipe: str | None) -> dict:
 def ship(run: str | Path, name: str = "default", out_dir: str | Path = FOLDER, note: dict | None = None,
          dtype: str = "float16", recipe: str | None = None) -> Path:
     """Package ``run``'s best weights as the shipped model ``name`` (its files in ``out_dir``: the package's
-    ``pretrained/`` folder by default, where ``name`` must be in the registry); float16 halves the file,
-    float32 keeps the exact weights that were measured (for small models the size does not matter)."""
+    ``pretrained/`` folder by default, where ``name`` must be in the registry); float16 halves the file, int8
+    (per-row scales) quarters it, float32 keeps the exact weights that were measured. A shipped model is
+    measured again as shipped."""
     out_dir = Path(out_dir)
     if out_dir.resolve() == FOLDER and name not in REGISTRY:
         raise UserError(f"--name {name!r}: not in the registry (digit_denoise/pretrained/__init__.py: "
@@ -84,8 +85,12 @@ def ship(run: str | Path, name: str = "default", out_dir: str | Path = FOLDER, n
     weights, _ = resolve(run)
     training = shipped_training(run, meta, recipe)
     out_dir.mkdir(parents=True, exist_ok=True)
-    half = dtype == "float16"
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if dtype == "int8":  # a quarter of float32: larger models fit the repository's 2 MiB file limit
+        tensors = quantize(state)
+    else:
+        half = dtype == "float16"
+        tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state.items()}
     meta = {**meta, "weights_dtype": dtype, "source_checkpoint": str(weights.parent.name),
             "training": training, **(note or {})}
     with atomic_path(out_dir / f"{stem}.safetensors") as tmp:
@@ -151,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                     "config.json names); checked against the run")
     ap.add_argument("--data", default="", help="what it was trained on (recorded in the JSON)")
     ap.add_argument("--licence", default="", help="licence/attribution of the training data (recorded in the JSON)")
-    ap.add_argument("--dtype", choices=("float16", "float32"), default="float16",
-                    help="stored weights: float16 (half the size; default) or float32 (exactly the measured weights)")
+    ap.add_argument("--dtype", choices=("float16", "float32", "int8"), default="float16",
+                    help="stored weights: float16 (half the size; default), int8 (a quarter, per-row scales) or "
+                         "float32 (exactly the measured weights)")
     a = ap.parse_args(argv)
     for name, wanted in (("gtcrn", a.import_gtcrn), ("ul-unas", a.import_ul_unas)):
         if wanted:

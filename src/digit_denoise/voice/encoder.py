@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..audio import resample
+from ..checkpoint import dequantize
 from ..errors import UserError
 from ..models.speaker import SAMPLE_RATE, SpeakerEncoder
 from ..pretrained import FOLDER
@@ -25,30 +26,6 @@ FRAME = 480  # 30 ms at 16 kHz
 SPEECH_DB = 35.0  # a frame within this many dB of the loudest frames is speech
 KEEP_SILENCE = 7  # frames of silence kept between speech (0.21 s)
 TARGET_DBFS = -30.0
-
-
-def quantize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """2-D weights → ``name.q`` (int8) + ``name.scale`` (float32 per row); the rest as float32."""
-    out = {}
-    for k, v in state.items():
-        v = v.float()
-        if v.dim() == 2:
-            scale = v.abs().amax(1).clamp_min(1e-12) / 127
-            out[f"{k}.q"] = torch.round(v / scale[:, None]).to(torch.int8)
-            out[f"{k}.scale"] = scale
-        else:
-            out[k] = v.contiguous()
-    return out
-
-
-def dequantize(packed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in packed.items():
-        if k.endswith(".q"):
-            out[k[:-2]] = v.float() * packed[k[:-2] + ".scale"][:, None]
-        elif not k.endswith(".scale"):
-            out[k] = v
-    return out
 
 
 @functools.lru_cache(maxsize=1)
