@@ -268,8 +268,18 @@ def test_compile_computes_what_eager_computes(tmp_path, manifest):
 def test_bad_precision_and_merged_manifests_for_seed_models(tmp_path, manifest):
     with pytest.raises(UserError, match="--precision"):
         train(train_cfg(manifest, tmp_path / "r", precision="fp8"))
-    with pytest.raises(UserError, match="one manifest"):
-        train(train_cfg(f"{manifest},{manifest}", tmp_path / "r2"))
+    words = tmp_path / "words.csv"  # a corpus of words that are not digits: nothing for a seed model
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(words, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({**r, "digit": "-1", "clean_path": str((Path(manifest).parent / r["clean_path"]).resolve())}
+                    for r in rows)
+    with pytest.raises(UserError, match="no clip of a spoken digit"):
+        train(train_cfg(str(words), tmp_path / "r2"))
+    s = train(train_cfg(f"{manifest},{words}", tmp_path / "r4", max_steps=2, val_every=2))  # the digits of both
+    assert s["steps"] == 2
     with pytest.raises(UserError, match="nope.csv: manifest not found"):
         train(train_cfg(f"{manifest},{tmp_path / 'nope.csv'}", tmp_path / "r3"))
 
