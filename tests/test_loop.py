@@ -367,7 +367,7 @@ def test_no_regress_measures_against_the_init_weights_even_after_a_resume(tmp_pa
               noise="white", snr="-5:0")
     train(train_cfg(man, tmp_path / "base", max_steps=2, lr=3e-3, **kw))
     base = str(tmp_path / "base")
-    with pytest.raises(UserError, match="--no-regress .*needs --init"):
+    with pytest.raises(UserError, match="--no-regress .*needs --init or --teacher"):
         train(train_cfg(man, tmp_path / "x", max_steps=1, lr=5e-2, no_regress=1.0, **kw))
     train(train_cfg(man, tmp_path / "off", max_steps=1, lr=5e-2, init=base, **kw))
     train(train_cfg(man, tmp_path / "on", max_steps=1, lr=5e-2, init=base, no_regress=1.0, **kw))
@@ -385,6 +385,15 @@ def test_no_regress_measures_against_the_init_weights_even_after_a_resume(tmp_pa
     with torch.no_grad():
         est, teacher_out = loop.model(noisy), init_model.eval()(noisy)
         assert not torch.allclose(est, teacher_out)  # the resumed weights moved away from the teacher's
+        expected = neg_si_sdr(est, clean) + harm(est, clean, teacher_out)
+        assert float(loop.loss(est, clean, noisy)) == pytest.approx(float(expected), rel=1e-5)
+    # --teacher: another model than the starting weights (e.g. the default a new model has to beat)
+    train(train_cfg(man, tmp_path / "other", max_steps=2, lr=3e-3, seed=5, **kw))
+    loop = Loop(train_cfg(man, tmp_path / "t", max_steps=1, lr=5e-2, init=base, no_regress=1.0,
+                          teacher=str(tmp_path / "other"), **kw), False, Dist(torch.device("cpu")))
+    other, _ = load_model(tmp_path / "other")
+    with torch.no_grad():
+        est, teacher_out = loop.model(noisy), other.eval()(noisy)
         expected = neg_si_sdr(est, clean) + harm(est, clean, teacher_out)
         assert float(loop.loss(est, clean, noisy)) == pytest.approx(float(expected), rel=1e-5)
 

@@ -65,7 +65,8 @@ class TrainConfig:
     clip_grad: float = 0.0  # clip the gradient norm to this value (0 = off)
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved as best (0 = off)
     no_harm: float = 0.0  # waveform models: weight of a penalty on the dB of SI-SDR a clip loses against its noisy input (0 = off)
-    no_regress: float = 0.0  # fine-tuning (--init): weight of a penalty on the dB of SI-SDR a clip loses against the --init model's output (0 = off)
+    no_regress: float = 0.0  # weight of a penalty on the dB of SI-SDR a clip loses against the teacher's output: --teacher, else the --init model (0 = off)
+    teacher: str = ""  # the model no clip may fall below with --no-regress (a blind waveform model; default: the --init weights)
     noise: tuple[str, ...] = ("white", "pink", "brown", "colored", "babble")  # waveform models: kinds (white, pink, brown, colored, texture, babble) and/or folders (DIR, DIR:seen); repeat one to draw it more often
     snr: tuple[float, float] = (-10.0, 15.0)  # waveform models: SNR range LO:HI of the training mixtures (dB)
     snr_focus: tuple[float, float, float] | None = None  # waveform models: LO:HI@SHARE draws that share of the SNRs from LO…HI dB
@@ -213,7 +214,7 @@ def _json_object(v: Any) -> dict:
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "manifest": _names, "out": _text, "preset": _text, "recipe": _text, "model": _text,
-    "model_config": _json_object, "init": _text, "loss": _text,
+    "model_config": _json_object, "init": _text, "teacher": _text, "loss": _text,
     "lr": _number(float, 0, lo_open=True, example=", e.g. 2e-4"),
     "batch_size": _number(int, 1), "epochs": _number(int, 1), "steps": _number(int, 0),
     "max_steps": _number(int, 0), "max_minutes": _number(float, 0), "val_every": _number(int, 1),
@@ -333,8 +334,9 @@ def check(cfg: TrainConfig) -> None:
     if not cfg.manifest:
         raise UserError("--manifest: give a manifest CSV from 'digit-denoise data prepare' (a flag or `manifest` "
                         "in the recipe)")
-    if cfg.no_regress and not cfg.init:
-        raise UserError(f"--no-regress {cfg.no_regress}: needs --init (the model whose output no clip may fall below)")
+    if cfg.no_regress and not (cfg.init or cfg.teacher):
+        raise UserError(f"--no-regress {cfg.no_regress}: needs --init or --teacher (the model whose output no clip may "
+                        "fall below)")
     if cfg.snr_focus is not None and cfg.snr_focus[0] > cfg.snr_focus[1]:
         raise UserError(f"--snr-focus {cfg.snr_focus}: LO must not be above HI")
 

@@ -151,7 +151,12 @@ class Loop:
             self._init_from(cfg.init)
         self.wave = model.kind == "wave"
         teacher = None
-        if cfg.no_regress and self.wave:  # the --init weights, frozen (also on a resume: set before it loads)
+        if cfg.no_regress and self.wave and cfg.teacher:  # another model, e.g. the default a new model must beat
+            teacher, _ = load_model(cfg.teacher, device=self.device)
+            teacher.requires_grad_(False)
+            if getattr(teacher, "voice_dim", 0) or teacher.kind != "wave":
+                raise UserError(f"--teacher {cfg.teacher}: give a blind waveform model")
+        elif cfg.no_regress and self.wave:  # the --init weights, frozen (also on a resume: set before it loads)
             teacher = copy.deepcopy(model).eval().requires_grad_(False)
             if model.voice_dim:  # a personalised model from a blind one: its FiLM is zero, so no voice is needed
                 if any(float(p.abs().max()) > 0 for p in teacher.film.parameters()):
