@@ -76,8 +76,8 @@ def arms_section(histories: list[dict], summaries: list[dict], figure: str | Non
     """The table (a row per run) and, if drawn, the figure's link."""
     out = [f"## {title}", "",
            "Each run from its recipe file, one CPU thread unless said; the validation SI-SDR is −(the validation "
-           "loss) on the same fixed validation mixtures (speakers held out of training; runs with another loss show "
-           "none), the test columns come "
+           "loss) on fixed validation mixtures (speakers held out of training) made with the run's own noise kinds, so "
+           "runs of another data mix or another loss are compared on the test columns only; the test columns come "
            "from the compare report that holds the run (25 clips × 4 corpora, unseen speakers; mean of the 16 "
            "conditions and SI-SDR at −8 dB).", ""]
     if figure:
