@@ -69,3 +69,18 @@ def test_card_names_the_training_noise_it_had():
         "coloured noise, synthetic noise textures, babble and real noise recordings (the `:seen` files)")
     assert _noise_words("white,colored,babble") == "coloured noise and babble"
     assert _noise_words("babble") == "babble" and _noise_words("") == "unknown noise"
+
+
+def test_card_of_a_personalised_model_has_its_voice_section(tmp_path):
+    m = build_model("masknet", {"channels": 8, "dilations": [1, 2], "voice": 256})
+    save_checkpoint(tmp_path / "ck", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"}, 16000,
+                                                   {"training": {"preset": "fast"}, "step": 10}))
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    s = _summary({"noisy": {"si_sdr": -8.0}, "default": {"si_sdr": -8.1}, "voice": {"si_sdr": -2.0},
+                  "voice@other": {"si_sdr": -15.0}})
+    s["rtf"], s["enroll"] = {"voice": 0.006}, {"clips_per_profile": 3}
+    (rep / "summary.json").write_text(json.dumps(s))
+    text = build(str(tmp_path / "ck"), "voice", [rep], title="the personalised model `voice`")
+    assert text.startswith("# Model card: the personalised model `voice`") and "## Voice profiles" in text
+    assert "| white@-8dB | -8.00 | -8.10 | -2.00 | -15.00 |" in text and "3 other clips of its speaker" in text
