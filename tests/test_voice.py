@@ -158,6 +158,40 @@ def test_denoise_with_a_voice_from_the_command_line(personal, tmp_path, capsys):
     assert "not personalised" in capsys.readouterr().err
 
 
+SPEECH = FSDD.parents[1] / "speech16k" / "speechcommands"
+# three test speakers of the project's speech16k split (data prepare, seed 0): the shipped models never heard them
+TEST_SPEAKERS = ("b97c9f77", "37dca74f", "aa80f517")
+
+
+@pytest.mark.skipif(not SPEECH.is_dir(), reason="speech16k is not in ../shared")
+def test_the_shipped_personalised_model_keeps_the_enrolled_voice_of_unseen_speakers(tmp_path):
+    """One word of each unseen speaker mixed at 0 dB with the next one's: with the target's profile (seven
+    other words) `denoise --voice` (no --model: the shipped `voice`) beats the blind default by a wide margin,
+    and with the interferer's profile it keeps the interferer instead. (Measured at release: own 4.5 dB,
+    blind -0.1, the other's profile -4.6; on FSDD's 8 kHz test speakers it does not help: docs/status.md.)"""
+    words = {s: sorted(SPEECH.glob(f"*/{s}_nohash_*.flac")) for s in TEST_SPEAKERS}
+
+    def score(y, t):
+        a = np.dot(y, t) / np.dot(t, t) * t
+        return 10 * np.log10(np.sum(a ** 2) / np.sum((y - a) ** 2))
+
+    for s in TEST_SPEAKERS:
+        assert main(["voice", "enroll", *map(str, words[s][1:8]), "-o", str(tmp_path / f"{s}.voice")]) == 0
+    blind, own, other = [], [], []
+    for k, s in enumerate(TEST_SPEAKERS):
+        o_s = TEST_SPEAKERS[(k + 1) % 3]
+        t = sf.read(str(words[s][0]), dtype="float64")[0]
+        o = np.resize(sf.read(str(words[o_s][0]), dtype="float64")[0], len(t))
+        src = tmp_path / f"mix{k}.wav"
+        sf.write(str(src), t + o * np.sqrt(np.mean(t ** 2) / np.mean(o ** 2)), 16000, subtype="FLOAT")
+        for who, got in ((s, own), (o_s, other)):
+            out = tmp_path / f"out{k}-{who}.wav"
+            assert main(["denoise", str(src), "-o", str(out), "--voice", str(tmp_path / f"{who}.voice")]) == 0
+            got.append(score(sf.read(str(out), dtype="float64")[0], t))
+        blind.append(score(Denoiser.default().enhance(sf.read(str(src), dtype="float32")[0], 16000), t))
+    assert np.mean(own) > np.mean(blind) + 3.0 and np.mean(own) > np.mean(other) + 3.0, (own, blind, other)
+
+
 def test_a_personalised_model_exports_with_the_voice_as_a_second_input(personal, tmp_path):
     pytest.importorskip("onnxruntime")
     from digit_denoise.export import export_onnx

@@ -54,6 +54,9 @@ REGISTRY: dict[str, Packaged] = {p.name: p for p in (
              ("recipes/gtcrn-ft.toml",)),
     Packaged("ul-unas-ft", "ul-unas-ft", "ul-unas", f"{_FSDD}; initialised from UL-UNAS's DNS3 weights (MIT)",
              "UL-UNAS fine-tuned at low SNR on speech16k + FSDD (RTF ~0.048)", ("recipes/ul-unas-ft.toml",)),
+    Packaged(PERSONALISED, "voice", "masknet", f"{_FSDD}; int8 weights",
+             "personalised: the default's network + FiLM from a voice profile; keeps that voice, removes other "
+             "talkers (RTF ~0.005)", ("recipes/fast.toml", *_DEFAULT_CHAIN, "recipes/voice/voice.toml")),
 )}
 
 
