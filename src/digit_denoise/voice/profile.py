@@ -35,7 +35,8 @@ ENCODER = "resemblyzer-0.1.4-int8"
 DIM = 256
 MIN_SPEECH_S = 1.0  # refused below this
 GOOD_SPEECH_S = 2.0  # a warning below this
-AGREE = 0.75  # two recordings less similar than this are probably two voices
+AGREE = 0.7  # a recording less similar than this to the others is probably another voice
+NARROWBAND_HZ = 16000  # a warning below this rate: FSDD's 8 kHz voices all look alike (similarity 0.75-0.89)
 MAX_PROFILE_BYTES = 64 * 1024
 
 
@@ -46,7 +47,7 @@ class VoiceProfile:
     embedding: np.ndarray  # [256] float32, L2 norm 1
     speech_seconds: float
     recordings: int
-    consistency: float  # the lowest cosine similarity between two recordings (1.0 for one)
+    consistency: float  # the lowest cosine similarity of a recording to the mean of the others (1.0 for one)
     warnings: list[str] = field(default_factory=list)  # said once, when it was made
 
     def to_json(self) -> dict:
@@ -73,7 +74,7 @@ def enroll(recordings: Sequence[tuple[np.ndarray, int, str]], min_speech: float 
     ``min_speech`` seconds of speech; evaluation enrols from whatever a test speaker has)."""
     if not recordings:
         raise UserError("voice enroll: give at least one recording of the voice")
-    embs, secs, names = [], [], []
+    embs, secs, names, narrow = [], [], [], []
     for x, sr, name in recordings:
         x = np.asarray(x, np.float32)
         mono = x.mean(0) if x.ndim == 2 else x
@@ -84,6 +85,8 @@ def enroll(recordings: Sequence[tuple[np.ndarray, int, str]], min_speech: float 
             embs.append(e)
             secs.append(s)
             names.append(name)
+            if sr < NARROWBAND_HZ:
+                narrow.append(f"{name} ({sr} Hz)")
     total = float(sum(secs))
     if total < max(min_speech, 1e-9):
         said = "no speech" if total == 0 else f"only {total:.1f} s of speech"
@@ -91,14 +94,21 @@ def enroll(recordings: Sequence[tuple[np.ndarray, int, str]], min_speech: float 
                         f"{MIN_SPEECH_S:g} s (record a few spoken words, ~{GOOD_SPEECH_S:g} s or more)")
     mean = np.average(np.stack(embs), axis=0, weights=np.asarray(secs))
     mean = (mean / np.linalg.norm(mean)).astype(np.float32)
-    pairs = [(similarity(embs[i], embs[j]), names[i], names[j]) for i in range(len(embs)) for j in range(i + 1, len(embs))]
-    low = min(pairs) if pairs else (1.0, "", "")
+    # each recording against the mean of the others: single words are short, so two of one voice can score
+    # ~0.6 pairwise, while against the rest one voice stays >= ~0.73 and an odd one out falls to ~0.45-0.74
+    apart = [(similarity(embs[i], np.mean(embs[:i] + embs[i + 1:], axis=0)), names[i])
+             for i in range(len(embs))] if len(embs) > 1 else [(1.0, "")]
+    low = min(apart)
     warnings = []
     if total < GOOD_SPEECH_S:
         warnings.append(f"only {total:.1f} s of speech: a profile of {GOOD_SPEECH_S:g} s or more is more reliable")
     if low[0] < AGREE:
-        warnings.append(f"{low[1]} and {low[2]} may be different voices (similarity {low[0]:.2f}, the same voice "
+        warnings.append(f"{low[1]} may be another voice (similarity {low[0]:.2f} to the other recordings; one voice "
                         "gives ~0.9): enroll one voice only")
+    if narrow:
+        warnings.append(f"{narrow[0]}{' and others' if len(narrow) > 1 else ''}: sampled under "
+                        f"{NARROWBAND_HZ // 1000} kHz, where voices sound alike to the speaker encoder and the "
+                        "personalised model can do worse than the blind one; enroll recordings of 16 kHz or more")
     return VoiceProfile(mean, total, len(embs), float(low[0]), warnings)
 
 
