@@ -84,3 +84,4 @@ def test_card_of_a_personalised_model_has_its_voice_section(tmp_path):
     text = build(str(tmp_path / "ck"), "voice", [rep], title="the personalised model `voice`")
     assert text.startswith("# Model card: the personalised model `voice`") and "## Voice profiles" in text
     assert "| white@-8dB | -8.00 | -8.10 | -2.00 | -15.00 |" in text and "3 other clips of its speaker" in text
+    assert "own > blind (of 4) |" in text and "| b | -8.00 | -8.10 | -2.00 | -15.00 | 4 |" in text  # per corpus
