@@ -106,7 +106,7 @@ def voice_section(s: dict, method: str, blind: str) -> list[str]:
                    + " | ".join(_f(_mean(s, n, None, c, "si_sdr"), ".2f") for n, _ in cols) + " |")
     names = [c["name"] for c in s["conditions"]]
     out += ["", "Per corpus, the mean over those conditions and the number in which the own profile beats the "
-            f"blind model (a corpus whose voices the encoder cannot tell apart, e.g. 8 kHz ones, shows here):", "",
+            "blind model (a corpus whose voices the encoder cannot tell apart, e.g. 8 kHz ones, shows here):", "",
             "| corpus | noisy | " + " | ".join(label for _, label in cols) + f" | own > blind (of {len(names)}) |",
             "|---|---:|" + "---:|" * (len(cols) + 1)]
     for corpus in s.get("corpora", []):
