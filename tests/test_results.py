@@ -90,3 +90,25 @@ def test_chain_option_writes_the_learning_curve_and_its_figure_beside_the_page(r
     before = out.read_bytes()
     assert main([str(folder), "-o", str(out), "--chain", "noisy,nope"]) == 2  # one-line error, page untouched
     assert out.read_bytes() == before
+
+
+def test_a_personalised_report_keeps_its_profile_note_and_stays_out_of_the_blind_table(result, tmp_path):  # noqa: F811
+    """A report of `compare --enroll` (personalised methods, other conditions) gets its own section only: the
+    table of every blind model pools the blind reports, and the kept copy says how profiles were made."""
+    from tools.results import main
+
+    s, folder = result
+    summary = json.loads((folder / "summary.json").read_text())
+    a, b = tmp_path / "a", tmp_path / "b"
+    for f, extra in ((a, {}), (b, {"enroll": {"clips_per_profile": 3, "from": "other clips"}})):
+        f.mkdir()
+        (f / "summary.json").write_text(json.dumps({**summary, **extra}))
+    out = tmp_path / "r.md"
+    assert main([str(a), str(b), "--keep", str(tmp_path / "kept"), "-o", str(out)]) == 0
+    assert "## Ablation: every model" not in out.read_text() and "## a\n" in out.read_text()
+    assert json.loads((tmp_path / "kept" / "b.json").read_text())["enroll"]["clips_per_profile"] == 3
+    a2 = tmp_path / "a2"
+    a2.mkdir()
+    (a2 / "summary.json").write_text(json.dumps(summary))
+    assert main([str(a), str(a2), str(b), "-o", str(out)]) == 0
+    assert "## Ablation: every model" in out.read_text()

@@ -149,8 +149,9 @@ def build(folders: list[Path], targets: str | None = None, seed_evals: list[Path
     if targets:
         for method in targets.split(","):
             head += targets_section(summaries, method.strip(), versus)
-    if len(summaries) > 1:  # one report's own section already lists its methods side by side
-        head += ablation_section(summaries)
+    blind = [s for s in summaries if "enroll" not in s]  # personalised reports: their own sections
+    if len(blind) > 1:  # one report's own section already lists its methods side by side
+        head += ablation_section(blind)
     for paths, fig, title in ((arms, arms_figure_path, "Ablation at equal wall time"),
                               (long_runs, long_figure_path, "Long runs")):
         if paths:
@@ -186,7 +187,7 @@ def load_summary(folder: Path) -> dict:
 KEPT_KEYS = ("command", "versions", "manifest", "corpora", "split", "seed", "limit", "n_clips", "sample_rate",
              "elapsed_s", "methods", "skipped", "conditions", "metrics", "rtf", "rtf_note", "results",
              "results_by_corpus", "overall", "run", "model", "step", "training", "per_digit", "per_speaker",
-             "per_gender")
+             "per_gender", "enroll")
 
 
 def _means(node):
