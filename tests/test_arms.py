@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import make_manifest, train_cfg
+from test_targets import _summary
 
 from digit_denoise.training.loop import train
 from tools.arms import arms_section, keep_history, load_history
@@ -29,3 +30,8 @@ def test_kept_histories_give_the_arms_table_and_figure(tmp_path, monkeypatch):
     peers = Path(__file__).resolve().parents[1] / "docs" / "reports" / "test17-peers.json"
     assert main([str(peers), "--arms", *map(str, kept), "-o", str(page)]) == 0
     assert "## Ablation at equal wall time" in page.read_text() and (tmp_path / "page-arms.png").stat().st_size > 5000
+    # a run held by a personalised report: its test mean is marked as such (other conditions, with profiles)
+    s = {**_summary({"arm-a": {"si_sdr": 3.0}}), "enroll": {"clips_per_profile": 3}}
+    text = "\n".join(arms_section([h], [s]))
+    assert "| 3.00 ‡ |" in text and "‡ from a personalised report" in text
+    assert "‡" not in "\n".join(arms_section([h], [_summary({"arm-a": {"si_sdr": 3.0}})]))

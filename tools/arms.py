@@ -98,7 +98,11 @@ def arms_section(histories: list[dict], summaries: list[dict], figure: str | Non
         what = h.get("description", "").split(": ", 1)[-1] or h.get("recipe", "")
         out.append(f"| {h['name']} | {what} | {h.get('parameters') or '—'} | {h.get('threads') or '—'} | "
                    f"{last.get('step', '—')} | {_f((last.get('elapsed_s') or 0) / 60, '.0f')} | {speed:.1f} | "
-                   f"{_f(best, '.2f')} | {_f(mean, '.2f')} | " + " | ".join(cells) + " |")
+                   f"{_f(best, '.2f')} | {_f(mean, '.2f')}{' ‡' if s and 'enroll' in s else ''} | "
+                   + " | ".join(cells) + " |")
+    if any("enroll" in (_find(summaries, h["name"]) or {}) for h in histories):
+        out += ["", "‡ from a personalised report (`compare --enroll`): its own conditions, each clip denoised with "
+                "a profile of its speaker; see that report's section."]
     return out + [""]
 
 
