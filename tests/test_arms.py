@@ -35,3 +35,6 @@ def test_kept_histories_give_the_arms_table_and_figure(tmp_path, monkeypatch):
     text = "\n".join(arms_section([h], [s]))
     assert "| 3.00 ‡ |" in text and "‡ from a personalised report" in text
     assert "‡" not in "\n".join(arms_section([h], [_summary({"arm-a": {"si_sdr": 3.0}})]))
+    # a guarded run's −(validation loss) holds the guard's penalties: no validation SI-SDR for it
+    text = "\n".join(arms_section([{**h, "no_regress": 3.0}], []))
+    assert f"| {best:.2f} |" not in text and "| — | — |" in text

@@ -37,6 +37,7 @@ def keep_history(run: Path, kept_dir: Path) -> Path:
             "description": recipe_description(recipe) if recipe and Path(recipe).is_file() else "",
             "model": config.get("model"), "model_config": config.get("model_config"), "loss": config.get("loss"),
             "threads": config.get("threads"), "batch_size": config.get("batch_size"),
+            "no_harm": config.get("no_harm") or 0, "no_regress": config.get("no_regress") or 0,
             "parameters": summary.get("parameters"),
             "records": [{k: r.get(k) for k in ("step", "elapsed_s", "samples_per_s", "val_loss", "train_loss", "lr")}
                         for r in records]}
@@ -54,6 +55,11 @@ def load_history(path: Path) -> dict:
         raise UserError(f"{path}: not readable; make it with python -m tools.arms RUN --keep DIR") from None
 
 
+def plain_sisdr(h: dict) -> bool:
+    """−(validation loss) is the validation SI-SDR: the SI-SDR loss with no guard term added."""
+    return h.get("loss") == "sisdr" and not h.get("no_harm") and not h.get("no_regress")
+
+
 def arms_figure(histories: list[dict], path: Path) -> None:
     """Validation SI-SDR (−loss, dB) against training minutes, one line per run."""
     fig, ax = subplots(figsize=(9, 4.6), dpi=100)
@@ -61,7 +67,9 @@ def arms_figure(histories: list[dict], path: Path) -> None:
         recs = [r for r in h["records"] if r.get("val_loss") is not None]
         if h.get("loss") != "sisdr":  # another loss: its value is no SI-SDR
             continue
-        ax.plot([r["elapsed_s"] / 60 for r in recs], [-r["val_loss"] for r in recs], marker=".", label=h["name"])
+        guarded = not plain_sisdr(h)  # SI-SDR minus the guard's penalties: a lower bound, dashed
+        ax.plot([r["elapsed_s"] / 60 for r in recs], [-r["val_loss"] for r in recs], marker=".",
+                linestyle="--" if guarded else "-", label=h["name"] + (" (SI-SDR − guard terms)" if guarded else ""))
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation SI-SDR (dB)")
     ax.grid(alpha=0.3)
@@ -77,7 +85,8 @@ def arms_section(histories: list[dict], summaries: list[dict], figure: str | Non
     out = [f"## {title}", "",
            "Each run from its recipe file, one CPU thread unless said; the validation SI-SDR is −(the validation "
            "loss) on fixed validation mixtures (speakers held out of training) made with the run's own noise kinds, so "
-           "runs of another data mix or another loss are compared on the test columns only; the test columns come "
+           "runs of another data mix or another loss are compared on the test columns only (a guarded loss, with "
+           "its no-harm / no-regress terms, is no SI-SDR: its column is empty, its curve dashed); the test columns come "
            "from the compare report that holds the run (25 clips × 4 corpora, unseen speakers; mean of the 16 "
            "conditions and SI-SDR at −8 dB).", ""]
     if figure:
@@ -89,7 +98,7 @@ def arms_section(histories: list[dict], summaries: list[dict], figure: str | Non
         recs = [r for r in h["records"] if r.get("val_loss") is not None]
         last = recs[-1] if recs else {}
         # −(validation loss) is the validation SI-SDR only for the plain SI-SDR loss
-        best = max((-r["val_loss"] for r in recs), default=None) if h.get("loss") == "sisdr" else None
+        best = max((-r["val_loss"] for r in recs), default=None) if plain_sisdr(h) else None
         speed = sum(r.get("samples_per_s") or 0 for r in recs) / max(len(recs), 1)
         s = _find(summaries, h["name"])
         conds = [c["name"] for c in s["conditions"]] if s else []
