@@ -159,6 +159,11 @@ def test_denoise_with_a_voice_from_the_command_line(personal, tmp_path, capsys):
     assert main(["denoise", str(src), "-o", str(tmp_path / "o3.wav"), "--model", str(blind), "--voice",
                  str(profile)]) == 2
     assert "not personalised" in capsys.readouterr().err
+    (tmp_path / "me.m4a").write_bytes(b"\x00\x00\x00 ftypM4A ")  # AAC: libsndfile does not read it
+    assert main(["denoise", str(src), "-o", str(tmp_path / "o4.wav"), "--model", str(personal), "--voice",
+                 str(tmp_path / "me.m4a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "me.m4a: neither a voice profile (not JSON) nor audio of a format read here" in err[0]
 
 
 SPEECH = FSDD.parents[1] / "speech16k" / "speechcommands"

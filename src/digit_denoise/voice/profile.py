@@ -131,7 +131,8 @@ def load_profile(path: str | os.PathLike) -> VoiceProfile:
     except FileNotFoundError:
         raise UserError(f"{path}: no such voice profile; make one with 'digit-denoise voice enroll'") from None
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise UserError(f"{path}: not a voice profile (not JSON); make one with 'digit-denoise voice enroll'") from None
+        raise UserError(f"{path}: neither a voice profile (not JSON) nor audio of a format read here "
+                        f"({', '.join(AUDIO_EXTENSIONS)}); make a profile with 'digit-denoise voice enroll'") from None
     return profile_from_json(data, str(path))
 
 
