@@ -94,6 +94,7 @@ def arms_section(histories: list[dict], summaries: list[dict], figure: str | Non
     out += ["| run | what | parameters | threads | steps | minutes | samples/s | val SI-SDR | test mean | "
             + " | ".join(c[0] for c in CONDITIONS) + " |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(CONDITIONS)]
+    personalised = False
     for h in histories:
         recs = [r for r in h["records"] if r.get("val_loss") is not None]
         last = recs[-1] if recs else {}
@@ -101,6 +102,7 @@ def arms_section(histories: list[dict], summaries: list[dict], figure: str | Non
         best = max((-r["val_loss"] for r in recs), default=None) if plain_sisdr(h) else None
         speed = sum(r.get("samples_per_s") or 0 for r in recs) / max(len(recs), 1)
         s = _find(summaries, h["name"])
+        personalised |= bool(s and "enroll" in s)
         conds = [c["name"] for c in s["conditions"]] if s else []
         mean = (sum(_mean(s, h["name"], None, c, "si_sdr") or 0 for c in conds) / len(conds)) if conds else None
         cells = [_f(_mean(s, h["name"], None, c, m), ".2f") if s else "—" for _, c, m in CONDITIONS]
@@ -109,7 +111,7 @@ def arms_section(histories: list[dict], summaries: list[dict], figure: str | Non
                    f"{last.get('step', '—')} | {_f((last.get('elapsed_s') or 0) / 60, '.0f')} | {speed:.1f} | "
                    f"{_f(best, '.2f')} | {_f(mean, '.2f')}{' ‡' if s and 'enroll' in s else ''} | "
                    + " | ".join(cells) + " |")
-    if any("enroll" in (_find(summaries, h["name"]) or {}) for h in histories):
+    if personalised:
         out += ["", "‡ from a personalised report (`compare --enroll`): its own conditions, each clip denoised with "
                 "a profile of its speaker; see that report's section."]
     return out + [""]

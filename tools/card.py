@@ -101,10 +101,10 @@ def voice_section(s: dict, method: str, blind: str) -> list[str]:
            "clips of its speaker (never the clip itself). SI-SDR dB:", "",
            "| condition | noisy | " + " | ".join(label for _, label in cols) + " |",
            "|---|---:|" + "---:|" * len(cols)]
-    for c in [c["name"] for c in s["conditions"]]:
+    names = [c["name"] for c in s["conditions"]]
+    for c in names:
         out.append(f"| {c} | {_f(_mean(s, 'noisy', None, c, 'si_sdr'), '.2f')} | "
                    + " | ".join(_f(_mean(s, n, None, c, "si_sdr"), ".2f") for n, _ in cols) + " |")
-    names = [c["name"] for c in s["conditions"]]
     out += ["", "Per corpus, the mean over those conditions and the number in which the own profile beats the "
             "blind model (a corpus whose voices the encoder cannot tell apart, e.g. 8 kHz ones, shows here):", "",
             "| corpus | noisy | " + " | ".join(label for _, label in cols) + f" | own > blind (of {len(names)}) |",

@@ -207,15 +207,19 @@ def quantize(state: dict[str, torch.Tensor], min_size: int = 1024) -> dict[str, 
     return out
 
 
+def quantized_names(keys) -> set[str]:
+    """The tensors stored by :func:`quantize` as ``NAME.q`` beside ``NAME.scale``: their ``NAME``s."""
+    keys = set(keys)
+    return {k[:-2] for k in keys if k.endswith(".q") and k[:-2] + ".scale" in keys}
+
+
 def dequantize(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse of :func:`quantize` (float32 weights); tensors that were not quantized pass unchanged."""
-    out = {}
-    for k, v in tensors.items():
-        if k.endswith(".q") and k[:-2] + ".scale" in tensors:
-            scale = tensors[k[:-2] + ".scale"].float()
-            out[k[:-2]] = v.float() * scale.view(-1, *[1] * (v.dim() - 1))
-        elif not (k.endswith(".scale") and k[:-6] + ".q" in tensors):
-            out[k] = v
+    packed = quantized_names(tensors)
+    out = {k: v for k, v in tensors.items() if k not in {f"{n}.q" for n in packed} | {f"{n}.scale" for n in packed}}
+    for n in packed:
+        q, scale = tensors[f"{n}.q"], tensors[f"{n}.scale"].float()
+        out[n] = q.float() * scale.view(-1, *[1] * (q.dim() - 1))
     return out
 
 
@@ -237,8 +241,9 @@ def weight_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise UserError(f"{weights}: corrupt or not a safetensors file ({brief(e, 80)})") from None
     # int8 weights (:func:`quantize`) are NAME.q beside NAME.scale: the tensor NAME, of NAME.q's shape
-    return {(k[:-2] if k.endswith(".q") and k[:-2] + ".scale" in shapes else k): v for k, v in shapes.items()
-            if not (k.endswith(".scale") and k[:-6] + ".q" in shapes)}
+    packed = quantized_names(shapes)
+    out = {k: v for k, v in shapes.items() if k[:-2] not in packed and k[:-6] not in packed}
+    return out | {n: shapes[f"{n}.q"] for n in packed}
 
 
 def check_shapes(js: Path, weights: Path, name: str, config: dict, shapes: dict[str, tuple[int, ...]]) -> None:

@@ -96,8 +96,8 @@ def enroll(recordings: Sequence[tuple[np.ndarray, int, str]], min_speech: float 
     mean = (mean / np.linalg.norm(mean)).astype(np.float32)
     # each recording against the mean of the others: single words are short, so two of one voice can score
     # ~0.6 pairwise, while against the rest one voice stays >= ~0.73 and an odd one out falls to ~0.45-0.74
-    apart = [(similarity(embs[i], np.mean(embs[:i] + embs[i + 1:], axis=0)), names[i])
-             for i in range(len(embs))] if len(embs) > 1 else [(1.0, "")]
+    whole = np.sum(embs, axis=0)  # the others' mean points the way of (the sum − this one)
+    apart = [(similarity(e, whole - e), n) for e, n in zip(embs, names)] if len(embs) > 1 else [(1.0, "")]
     low = min(apart)
     warnings = []
     if total < GOOD_SPEECH_S:
