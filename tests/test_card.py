@@ -38,6 +38,28 @@ def test_card_names_sources_and_numbers(tmp_path):
     out = tmp_path / "card.md"
     assert main(["--model", str(tmp_path / "ck"), "--method", "mine", "--reports", str(rep), "-o", str(out)]) == 0
     assert out.read_text() == text
+
+
+def test_card_of_an_utterance_norm_model_guarded_against_a_teacher(tmp_path):
+    """Per-utterance norm: long files are not exactly whole-file processing, and the card says how close;
+    the synthetic voices of several `data synth` manifests are one credited source; the guard names its
+    teacher."""
+    m = build_model("masknet", {"channels": 8, "dilations": [1, 2], "norm": "utterance"})
+    training = {"preset": "fast", "loss": "sisdr", "batch_size": 32, "segment": 1.0, "steps": 100, "lr": 1e-4,
+                "manifest": "/x/fsdd.csv,/x/synth1.csv,/x/synth2.csv", "noise": "white", "snr": "-12:8",
+                "init": "/runs/l240", "no_regress": 10.0, "teacher": "default"}
+    save_checkpoint(tmp_path / "ck", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"}, 16000,
+                                                   {"training": training, "step": 100}))
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    s = _summary({"noisy": {"si_sdr": -8.0}, "mine": {"si_sdr": 6.0}})
+    s["rtf"] = {"mine": 0.008}
+    (rep / "summary.json").write_text(json.dumps(s))
+    text = build(str(tmp_path / "ck"), "mine", [rep])
+    assert "no-regress guard × 10.0 against `default`" in text
+    assert text.count("espeak-ng") == 1 and "no attribution on record" not in text
+    assert "each window normalised on its own: within 0.1 dB of whole-file processing" in text
+    assert "which equals whole-file processing" not in text
     kept = tmp_path / "docs" / "reports"  # the slim copy kept in the repo gives the same card
     from tools.results import keep
     assert build(str(tmp_path / "ck"), "mine", [keep(rep, kept)]) == text
