@@ -38,6 +38,12 @@ def test_card_names_sources_and_numbers(tmp_path):
     out = tmp_path / "card.md"
     assert main(["--model", str(tmp_path / "ck"), "--method", "mine", "--reports", str(rep), "-o", str(out)]) == 0
     assert out.read_text() == text
+    kept = tmp_path / "docs" / "reports"  # the slim copy kept in the repo gives the same card
+    from tools.results import keep
+    assert build(str(tmp_path / "ck"), "mine", [keep(rep, kept)]) == text
+    seed_eval = tmp_path / "seed-eval.json"  # an `evaluate` summary among them (docs/reports/*.json) is passed over
+    seed_eval.write_text(json.dumps({"methods": {"model": {"mse": 0.01}}, "per_digit": {}}))
+    assert build(str(tmp_path / "ck"), "mine", [seed_eval, rep]) == text
 
 
 def test_card_of_an_utterance_norm_model_guarded_against_a_teacher(tmp_path):
@@ -60,12 +66,6 @@ def test_card_of_an_utterance_norm_model_guarded_against_a_teacher(tmp_path):
     assert text.count("espeak-ng") == 1 and "no attribution on record" not in text
     assert "each window normalised on its own: within 0.1 dB of whole-file processing" in text
     assert "which equals whole-file processing" not in text
-    kept = tmp_path / "docs" / "reports"  # the slim copy kept in the repo gives the same card
-    from tools.results import keep
-    assert build(str(tmp_path / "ck"), "mine", [keep(rep, kept)]) == text
-    seed_eval = tmp_path / "seed-eval.json"  # an `evaluate` summary among them (docs/reports/*.json) is passed over
-    seed_eval.write_text(json.dumps({"methods": {"model": {"mse": 0.01}}, "per_digit": {}}))
-    assert build(str(tmp_path / "ck"), "mine", [seed_eval, rep]) == text
 
 
 def test_card_of_a_fine_tuned_published_model_carries_its_mit_notice(tmp_path):

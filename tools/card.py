@@ -125,6 +125,7 @@ def build(model: str, method: str, reports: list[Path], title: str = "the defaul
     meta = read_meta(js)
     net = build_model(meta["model"], meta.get("config") or {})
     t = _as_text(meta.get("training") or {})
+    guarded = f"`{t['teacher']}`" if t.get("teacher") else "its starting weights"  # what no-regress compares with
     # compare reports only: an `evaluate` summary (the seed rows, kept beside them) has no test-set table
     summaries = [s for s in map(load_summary, reports) if isinstance(s.get("results"), dict)]
     ours = next((s for s in summaries if any(m["name"] == method for m in s["methods"])), None)
@@ -144,8 +145,7 @@ def build(model: str, method: str, reports: list[Path], title: str = "the defaul
              + f", Adam lr {t.get('lr')}, EMA {t.get('ema') or 'off'}"
              + (f", fine-tuned from `{Path(str(t['init'])).name}`" if t.get("init") else "")
              + (f", no-harm guard × {t['no_harm']}" if t.get("no_harm") else "")
-             + (f", no-regress guard × {t['no_regress']} against "
-                + (f"`{t['teacher']}`" if t.get("teacher") else "its starting weights") if t.get("no_regress") else "")
+             + (f", no-regress guard × {t['no_regress']} against {guarded}" if t.get("no_regress") else "")
              + (f"; {t['elapsed_s'] / 3600:.1f} h of training on one CPU thread ({t.get('samples_per_s')} samples/s)"
                 if t.get("elapsed_s") else "")
              + f". Weights stored as {meta.get('weights_dtype', 'float32')}.",
