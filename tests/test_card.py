@@ -38,6 +38,7 @@ def test_card_names_sources_and_numbers(tmp_path):
     out = tmp_path / "card.md"
     assert main(["--model", str(tmp_path / "ck"), "--method", "mine", "--reports", str(rep), "-o", str(out)]) == 0
     assert out.read_text() == text
+    assert "Attenuation limit" not in text  # none in the model file: none on the card
     kept = tmp_path / "docs" / "reports"  # the slim copy kept in the repo gives the same card
     from tools.results import keep
     assert build(str(tmp_path / "ck"), "mine", [keep(rep, kept)]) == text
@@ -49,13 +50,13 @@ def test_card_names_sources_and_numbers(tmp_path):
 def test_card_of_an_utterance_norm_model_guarded_against_a_teacher(tmp_path):
     """Per-utterance norm: long files are not exactly whole-file processing, and the card says how close;
     the synthetic voices of several `data synth` manifests are one credited source; the guard names its
-    teacher."""
+    teacher; its attenuation limit is stated."""
     m = build_model("masknet", {"channels": 8, "dilations": [1, 2], "norm": "utterance"})
     training = {"preset": "fast", "loss": "sisdr", "batch_size": 32, "segment": 1.0, "steps": 100, "lr": 1e-4,
                 "manifest": "/x/fsdd.csv,/x/synth1.csv,/x/synth2.csv", "noise": "white", "snr": "-12:8",
                 "init": "/runs/l240", "no_regress": 10.0, "teacher": "default"}
     save_checkpoint(tmp_path / "ck", m, model_meta("masknet", m.config.to_dict(), {"kind": "wave"}, 16000,
-                                                   {"training": training, "step": 100}))
+                                                   {"training": training, "step": 100, "atten_lim_db": 25.0}))
     rep = tmp_path / "rep"
     rep.mkdir()
     s = _summary({"noisy": {"si_sdr": -8.0}, "mine": {"si_sdr": 6.0}})
@@ -66,6 +67,7 @@ def test_card_of_an_utterance_norm_model_guarded_against_a_teacher(tmp_path):
     assert text.count("espeak-ng") == 1 and "no attribution on record" not in text
     assert "each window normalised on its own: within 0.1 dB of whole-file processing" in text
     assert "which equals whole-file processing" not in text
+    assert "Attenuation limit 25 dB: the output is (1 − g)·model + g·input with g = 0.056" in text
 
 
 def test_card_of_a_fine_tuned_published_model_carries_its_mit_notice(tmp_path):

@@ -200,6 +200,8 @@ HOSTILE = {  # edits of a copy of the shipped default's JSON, and a piece of the
     "dilations-200000": (lambda m: m["config"].update(dilations=[1] * 200000), "blocks 200000: outside"),
     "sample_rate-1e9": (lambda m: m.update(sample_rate=10 ** 9), "invalid sample_rate 1000000000"),
     "config-sample_rate-1e9": (lambda m: m["config"].update(sample_rate=10 ** 9), "sample_rate 1000000000: outside"),
+    "atten_lim_db-text": (lambda m: m.update(atten_lim_db="loud"), "invalid atten_lim_db loud"),
+    "atten_lim_db-negative": (lambda m: m.update(atten_lim_db=-6), "invalid atten_lim_db -6"),
 }
 
 

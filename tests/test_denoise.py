@@ -194,6 +194,41 @@ def test_output_folder_inside_input_folder_is_not_walked(models, tmp_path, capsy
     assert "overwrite an input" in capsys.readouterr().err
 
 
+@pytest.mark.numerics
+@pytest.mark.parametrize("kind", ["wave", "seed"])
+def test_attenuation_limit_mixes_the_input_back_in_every_window(models, kind, tmp_path):
+    """``atten_lim_db``: (1 − g)·y + g·x with g = 10^(−dB/20) at the model's rate; 0 dB gives the input back; chunked output still
+    equals whole-input output; a model file's own limit is used unless the call lifts it (inf)."""
+    import json
+    import math
+    import shutil
+
+    sr = Denoiser.from_checkpoint(models[kind]).sample_rate  # the mix is at the model's rate: exact there
+    x = _tones(1, sr * 3 + 7, sr)[0]
+    plain = Denoiser.from_checkpoint(models[kind]).enhance(x, sr)
+    assert not np.allclose(plain, x, atol=1e-2)
+    np.testing.assert_allclose(Denoiser.from_checkpoint(models[kind], atten_lim_db=0).enhance(x, sr), x, atol=1e-5)
+    lim20 = Denoiser.from_checkpoint(models[kind], atten_lim_db=20).enhance(x, sr)
+    np.testing.assert_allclose(lim20, 0.9 * plain + 0.1 * x, atol=1e-5)
+    if kind == "wave":
+        chunked = Denoiser.from_checkpoint(models[kind], atten_lim_db=20, chunk_seconds=0.35).enhance(x, sr)
+        whole = Denoiser.from_checkpoint(models[kind], atten_lim_db=20, chunk_seconds=100).enhance(x, sr)
+        np.testing.assert_allclose(chunked, whole, atol=1e-5)
+    own = tmp_path / "own"
+    shutil.copytree(models[kind], own)
+    for js in own.rglob("*.json"):
+        meta = json.loads(js.read_text())
+        if meta.get("format") == "digit-denoise-model":
+            js.write_text(json.dumps({**meta, "atten_lim_db": 20}))
+    den = Denoiser.from_checkpoint(own)
+    assert den.atten_lim_db == 20
+    np.testing.assert_allclose(den.enhance(x, sr), lim20, atol=1e-6)
+    np.testing.assert_allclose(Denoiser.from_checkpoint(own, atten_lim_db=math.inf).enhance(x, sr), plain, atol=1e-6)
+    for bad in (-1, math.nan, "20", True):
+        with pytest.raises(UserError, match="attenuation limit"):
+            Denoiser.from_checkpoint(models[kind], atten_lim_db=bad)
+
+
 def test_single_file_outputs_and_format_choices(models, tmp_path, capsys):
     src = tmp_path / "in.wav"
     sf.write(str(src), _tones(2, 3000, 8000).T, 8000, subtype="FLOAT")
@@ -226,6 +261,24 @@ def test_float_over_full_scale_is_kept_in_float_and_limited_in_pcm(models, tmp_p
     z, _ = sf.read(str(tmp_path / "l.flac"), dtype="float32")
     assert 0.98 < np.abs(z).max() <= 0.991
     np.testing.assert_allclose(z, x * (0.99 / np.abs(x).max()), atol=2e-3)  # scaled, not clipped
+
+
+def test_atten_lim_flag(models, tmp_path, capsys):
+    src = tmp_path / "in.wav"
+    sr = Denoiser.from_checkpoint(models["wave"]).sample_rate  # no resampling: 0 dB gives the input exactly
+    x = _tones(1, sr // 2, sr)[0]
+    sf.write(str(src), x, sr, subtype="FLOAT")
+    m = ["--model", str(models["wave"]), "--threads", "1"]
+    assert main(["denoise", str(src), "-o", str(tmp_path / "zero.wav"), "--atten-lim", "0", *m]) == 0
+    np.testing.assert_allclose(sf.read(str(tmp_path / "zero.wav"), dtype="float32")[0], x, atol=1e-5)
+    assert main(["denoise", str(src), "-o", str(tmp_path / "none.wav"), "--atten-lim", "none", *m]) == 0
+    assert not np.allclose(sf.read(str(tmp_path / "none.wav"), dtype="float32")[0], x, atol=1e-2)
+    capsys.readouterr()
+    for bad in ("-3", "loud", "nan"):
+        assert main(["denoise", str(src), "-o", str(tmp_path / "bad.wav"), "--atten-lim", bad, *m]) == 2
+        err = capsys.readouterr().err
+        assert "--atten-lim" in err and "Traceback" not in err
+    assert not (tmp_path / "bad.wav").exists()
 
 
 def test_exit_codes_partial_failure_and_summary(models, tmp_path, capsys):

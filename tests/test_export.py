@@ -43,6 +43,22 @@ def test_wave_model_matches_pytorch_at_any_length(tmp_path):
 
 
 @pytest.mark.numerics
+def test_a_model_files_attenuation_limit_is_in_the_graph(tmp_path):
+    """The exported graph gives what ``denoise`` gives: the input mixed back in at the model's own limit."""
+    from digit_denoise.enhance import Denoiser
+
+    m = save_wave_model(tmp_path / "wave", seed=3)
+    js = m / "model.json"
+    js.write_text(json.dumps({**json.loads(js.read_text()), "atten_lim_db": 20}))
+    assert export_onnx(str(m), tmp_path / "lim.onnx")["max_abs_diff"] < 1e-4
+    x = (0.1 * np.random.default_rng(0).standard_normal((1, 16000))).astype(np.float32)
+    got = _run(tmp_path / "lim.onnx", x)
+    np.testing.assert_allclose(got, Denoiser.from_checkpoint(m).enhance(x, 16000), atol=1e-4)
+    plain = Denoiser.from_checkpoint(m, atten_lim_db=float("inf")).enhance(x, 16000)
+    np.testing.assert_allclose(got, 0.9 * plain + 0.1 * x, atol=1e-4)
+
+
+@pytest.mark.numerics
 def test_complex_mask_model(tmp_path):
     m = save_wave_model(tmp_path / "cplx", config={"mask": "complex"})
     assert export_onnx(str(m), tmp_path / "c.onnx")["max_abs_diff"] < 1e-4

@@ -36,6 +36,17 @@ def test_ship_writes_a_half_precision_model_that_loads(tmp_path):
     m3, meta3 = load_model(exact)
     assert meta3["weights_dtype"] == "float32" and exact.stat().st_size > 1.8 * path.stat().st_size  # header aside
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in m3.state_dict().items())
+    assert "atten_lim_db" not in meta3
+    limited = ship(tmp_path / "ck", "limited", tmp_path / "pre", dtype="float32", recipe=str(recipe), atten_lim_db=25)
+    from digit_denoise.enhance import Denoiser
+
+    den = Denoiser.from_checkpoint(limited)
+    assert load_model(limited)[1]["atten_lim_db"] == 25.0 and abs(den.mix - 10 ** (-25 / 20)) < 1e-12
+    from digit_denoise.errors import UserError
+
+    with pytest.raises(UserError, match="--atten-lim -1"):
+        ship(tmp_path / "ck", "bad", tmp_path / "pre", recipe=str(recipe), atten_lim_db=-1)
+    assert not (tmp_path / "pre" / "bad.json").exists()
 
 
 def test_ship_records_the_recipe_and_no_machine_paths(tmp_path, monkeypatch):

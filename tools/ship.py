@@ -71,16 +71,19 @@ def shipped_training(run: str | Path, meta: dict, recipe: str | None) -> dict:
 
 
 def ship(run: str | Path, name: str = "default", out_dir: str | Path = FOLDER, note: dict | None = None,
-         dtype: str = "float16", recipe: str | None = None) -> Path:
+         dtype: str = "float16", recipe: str | None = None, atten_lim_db: float | None = None) -> Path:
     """Package ``run``'s best weights as the shipped model ``name`` (its files in ``out_dir``: the package's
     ``pretrained/`` folder by default, where ``name`` must be in the registry); float16 halves the file, int8
-    (per-row scales) quarters it, float32 keeps the exact weights that were measured. A shipped model is
-    measured again as shipped."""
+    (per-row scales) quarters it, float32 keeps the exact weights that were measured. ``atten_lim_db``: the
+    model's own attenuation limit (see :class:`digit_denoise.enhance.Denoiser`; choose it on the validation
+    split). A shipped model is measured again as shipped."""
     out_dir = Path(out_dir)
     if out_dir.resolve() == FOLDER and name not in REGISTRY:
         raise UserError(f"--name {name!r}: not in the registry (digit_denoise/pretrained/__init__.py: "
                         f"{', '.join(REGISTRY)}); add it there first")
     stem = REGISTRY[name].stem if name in REGISTRY and out_dir.resolve() == FOLDER else name
+    if atten_lim_db is not None and not 0 <= atten_lim_db < float("inf"):
+        raise UserError(f"--atten-lim {atten_lim_db}: give a number of dB ≥ 0")
     model, meta = load_model(run)
     weights, _ = resolve(run)
     training = shipped_training(run, meta, recipe)
@@ -93,6 +96,8 @@ def ship(run: str | Path, name: str = "default", out_dir: str | Path = FOLDER, n
         tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state.items()}
     meta = {**meta, "weights_dtype": dtype, "source_checkpoint": str(weights.parent.name),
             "training": training, **(note or {})}
+    if atten_lim_db is not None:
+        meta["atten_lim_db"] = float(atten_lim_db)
     with atomic_path(out_dir / f"{stem}.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
     with atomic_path(out_dir / f"{stem}.json") as tmp:
@@ -159,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=("float16", "float32", "int8"), default="float16",
                     help="stored weights: float16 (half the size; default), int8 (a quarter, per-row scales) or "
                          "float32 (exactly the measured weights)")
+    ap.add_argument("--atten-lim", type=float, default=None, metavar="DB",
+                    help="the model's own attenuation limit in dB (the input mixed back in; chosen on the "
+                         "validation split), recorded in its JSON; default: none")
     a = ap.parse_args(argv)
     for name, wanted in (("gtcrn", a.import_gtcrn), ("ul-unas", a.import_ul_unas)):
         if wanted:
@@ -167,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     note = {k: v for k, v in (("trained_on", a.data), ("data_licence", a.licence)) if v}
     try:
-        path = ship(a.run, a.name, a.out, note=note, dtype=a.dtype, recipe=a.recipe)
+        path = ship(a.run, a.name, a.out, note=note, dtype=a.dtype, recipe=a.recipe, atten_lim_db=a.atten_lim)
     except UserError as e:
         print(f"ship: error: {e}", file=sys.stderr)
         return 2

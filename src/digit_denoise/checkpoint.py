@@ -14,6 +14,7 @@ leaves a half-written checkpoint. Loading never executes code.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -174,6 +175,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
         raise UserError(f"{js}: \"config\" and \"features\" must be JSON objects; the model file is damaged")
     if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
         raise UserError(f"{js}: invalid sample_rate {str(rate)[:20]} (expected {MIN_RATE}–{MAX_RATE} Hz); "
+                        "the model file is damaged")
+    lim = meta.get("atten_lim_db")
+    if lim is not None and (isinstance(lim, bool) or not isinstance(lim, (int, float)) or not 0 <= lim < math.inf):
+        raise UserError(f"{js}: invalid atten_lim_db {str(lim)[:20]} (expected a number of dB ≥ 0 or null); "
                         "the model file is damaged")
     shapes = weight_shapes(weights)
     check_shapes(js, weights, name, config, shapes)  # on the meta device: nothing is allocated

@@ -188,6 +188,7 @@ def add_evaluate(sub) -> None:
 
 def cmd_denoise(a) -> int:
     from .denoise import denoise_paths
+    from .enhance import parse_atten_lim
 
     if a.threads < 0:
         raise UserError(f"--threads {a.threads}: must not be negative")
@@ -196,7 +197,8 @@ def cmd_denoise(a) -> int:
 
         torch.set_num_threads(a.threads)
     return denoise_paths(a.inputs, a.output, model=a.model, phase=a.phase, gl_iters=a.gl_iters,
-                         overwrite=a.overwrite, fmt=a.format, dry_run=a.dry_run, recursive=a.recursive, voice=a.voice)
+                         overwrite=a.overwrite, fmt=a.format, dry_run=a.dry_run, recursive=a.recursive, voice=a.voice,
+                         atten_lim_db=parse_atten_lim(a.atten_lim))
 
 
 def add_denoise(sub) -> None:
@@ -222,6 +224,10 @@ def add_denoise(sub) -> None:
                    help="seed models: phase of the output, the noisy input's (better) or Griffin-Lim's (as the seed)")
     p.add_argument("--gl-iters", type=int, default=32, help="seed models: Griffin-Lim iterations")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
+    p.add_argument("--atten-lim", default=None, metavar="DB",
+                   help="attenuate nothing by more than DB dB (the input is mixed back in: less noise removed, "
+                        "fewer artefacts; 0 leaves the input unchanged; 'none': no limit; default: the model's "
+                        "own, if --model's list names one, else none)")
     p.add_argument("--voice", default=None, metavar="PROFILE",
                    help="keep only this voice (babble and other talkers are removed): a profile from 'voice enroll' "
                         "or recordings of the voice (a.wav,b.wav); uses a personalised model (default: `voice`)")

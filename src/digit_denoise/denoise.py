@@ -281,11 +281,12 @@ def summarize(jobs: list[Job], dry_run: bool = False) -> None:
 
 def denoise_paths(inputs: list[str], output: str, *, model: str | None = None, phase: str = "noisy",
                   gl_iters: int = 32, overwrite: bool = False, fmt: str | None = None, dry_run: bool = False,
-                  recursive: bool = True, voice: str | None = None) -> int:
+                  recursive: bool = True, voice: str | None = None, atten_lim_db: float | None = None) -> int:
     """Denoise files and folders; returns the exit status (0 all done, 1 some failed, 2 see UserError).
 
     ``model``: a run folder, checkpoint folder or .safetensors file; None: the shipped default (with
     ``voice``, the shipped personalised model). ``voice``: a profile file or recordings of the voice to keep.
+    ``atten_lim_db``: see :class:`.enhance.Denoiser` (None: the model's own).
     """
     jobs = plan(inputs, output, fmt=fmt, recursive=recursive, overwrite=overwrite)
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
@@ -294,8 +295,8 @@ def denoise_paths(inputs: list[str], output: str, *, model: str | None = None, p
         if packaged_path(model) is None:
             raise UserError("--voice: no personalised model is shipped in this install; pass --model RUN (a "
                             "personalised model you trained)")
-    den = Denoiser.from_checkpoint(model, phase=phase, gl_iters=gl_iters, voice=voice) if model else \
-        Denoiser.default(phase=phase, gl_iters=gl_iters)
+    den = Denoiser.from_checkpoint(model, phase=phase, gl_iters=gl_iters, voice=voice, atten_lim_db=atten_lim_db) \
+        if model else Denoiser.default(phase=phase, gl_iters=gl_iters, atten_lim_db=atten_lim_db)
     if dry_run:
         for j in jobs:
             what = f"→ {j.dst}" if j.status == "todo" else f"{j.status}: {_reason(j)}"

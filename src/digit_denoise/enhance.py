@@ -18,6 +18,12 @@ chunked output equals whole-input processing to float rounding (tested at 1e-5).
 Seed-representation models (kind ``"seed"``) denoise clip by clip through :class:`.seed.infer.SeedInference`:
 2-s windows cross-faded over 0.4 s, each normalised on its own, so chunked and whole-clip outputs
 differ more than for waveform models (the model never saw 30-s clips squeezed into 112 frames anyway).
+
+Attenuation limit (``atten_lim_db``, as DeepFilterNet's): the output is ``(1 − g)·model(x) + g·x`` with
+``g = 10^(−dB/20)``, so no part of the input is attenuated by more than ``dB`` (0 dB: the input unchanged).
+It is applied inside each window, so chunked output still equals whole-input output. A model file may
+carry its own (``"atten_lim_db"`` in its JSON, chosen on the validation split when it was shipped);
+``atten_lim_db=math.inf`` lifts it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,32 @@ from .voice.profile import load_voice
 PHASES = ("noisy", "griffinlim")
 KINDS = ("seed", "wave")
 WAVE_CHUNK_S = 30.0  # waveform models: seconds of output per model call (plus context each side)
+
+
+def atten_lim_share(atten_lim_db: float | None) -> float:
+    """The share ``g`` of the input mixed back for an attenuation limit of ``atten_lim_db`` dB:
+    ``10^(−dB/20)``; 0 for no limit (None or inf). Negative or NaN limits raise :class:`UserError`."""
+    if atten_lim_db is None:
+        return 0.0
+    if isinstance(atten_lim_db, bool) or not isinstance(atten_lim_db, (int, float)) or not atten_lim_db >= 0:
+        raise UserError(f"attenuation limit {str(atten_lim_db)[:20]}: give a number of dB ≥ 0 (0: the input "
+                        "unchanged) or none")
+    return 0.0 if math.isinf(atten_lim_db) else 10.0 ** (-float(atten_lim_db) / 20.0)
+
+
+def parse_atten_lim(text: str | None) -> float | None:
+    """``--atten-lim``: a number of dB ≥ 0, ``none`` (no limit: inf), or None (the model's own)."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", "off", "inf"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise UserError(f"--atten-lim {text!r}: give a number of dB ≥ 0 (e.g. 20) or 'none'")
+    return value
 
 
 # ------------------------------------------------------------------------------- streaming
@@ -138,10 +170,12 @@ class Denoiser:
         chunk_seconds: seconds per model call (waveform: default 30; seed: default 2).
         voice: personalised models: the voice to keep (a :class:`.voice.profile.VoiceProfile`, a profile
             file, or recordings of the voice); ``enhance`` / ``stream`` may give another per call.
+        atten_lim_db: attenuate nothing by more than this many dB (see the module docstring); None: the
+            model's own (``meta["atten_lim_db"]``, usually none); ``math.inf``: no limit.
     """
 
     def __init__(self, model: torch.nn.Module, meta: dict, *, phase: str = "noisy", gl_iters: int = 32,
-                 seed: int = 0, chunk_seconds: float | None = None, voice=None):
+                 seed: int = 0, chunk_seconds: float | None = None, voice=None, atten_lim_db: float | None = None):
         if phase not in PHASES:
             raise UserError(f"--phase {phase!r}: choose one of {', '.join(PHASES)}")
         if chunk_seconds is not None and not (chunk_seconds > 0 and math.isfinite(chunk_seconds)):
@@ -161,6 +195,9 @@ class Denoiser:
         self.seed_model = SeedInference(model, feats, phase, gl_iters, seed) if self.kind == "seed" else None
         self.personalised = getattr(model, "voice_dim", 0) > 0
         self.voice = self._voice(voice) if voice is not None else None
+        lim = meta.get("atten_lim_db") if atten_lim_db is None else atten_lim_db
+        self.mix = atten_lim_share(lim)  # share of the input in the output
+        self.atten_lim_db = None if self.mix == 0.0 else float(lim)
 
     def _voice(self, voice) -> torch.Tensor:
         """A voice as the model takes it: the profile's embedding ``[1, E]`` (refused by a blind model)."""
@@ -195,7 +232,11 @@ class Denoiser:
         """Waveform models: ``[C, L]`` at the model's rate → ``[C, L]`` (channels are the batch)."""
         wave = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
         y = self.model(wave) if voice is None else self.model(wave, voice.expand(wave.shape[0], -1))
-        return y.float().cpu().numpy()
+        return self._limit(y.float().cpu().numpy(), x)
+
+    def _limit(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The attenuation limit: ``(1 − g)·y + g·x`` (``y`` unchanged without one)."""
+        return y if self.mix == 0.0 else (1.0 - self.mix) * y + self.mix * np.asarray(x, np.float32)
 
     # ---------------------------------------------------------------- streams
     def stream(self, blocks: Iterable[np.ndarray], sample_rate: int, voice=None) -> Iterator[np.ndarray]:
@@ -227,7 +268,7 @@ class Denoiser:
             window, discard, fade = self.seed_model.windows(self.chunk_seconds, sr)
 
             def per_channel(x: np.ndarray) -> np.ndarray:
-                return np.stack([self.seed_model.enhance_mono(c, sr) for c in x])
+                return self._limit(np.stack([self.seed_model.enhance_mono(c, sr) for c in x]), x)
 
             out = overlap_add(src, per_channel, window=window, discard=discard, fade=fade)
         emitted = 0

@@ -8,6 +8,10 @@ What is exported is the network itself, with a dynamic batch axis:
 - seed models (U-Net): ``image: float32[batch, 1, 112, 112]`` → ``image: float32[batch, 1, 112, 112]``,
   the [0, 1] seed representation; the mel/dB/resize steps and their inverses stay with the caller.
 
+A model file's own attenuation limit (``"atten_lim_db"``, see :class:`.enhance.Denoiser`) is part of a
+waveform model's graph (``(1 − g)·net(noisy) + g·noisy``); a seed model's is left to the caller (it is in
+the metadata).
+
 The model's JSON (name, config, features, sample rate) is stored in the ONNX metadata under
 ``digit_denoise`` (plus ``kind`` and ``sample_rate``). After writing, the file is run with
 onnxruntime (when installed) and compared with PyTorch on random inputs of two sizes.
@@ -25,6 +29,7 @@ import torch
 
 from .audio import atomic_path
 from .checkpoint import load_model
+from .enhance import atten_lim_share
 from .errors import UserError
 from .pretrained import packaged_path
 
@@ -38,6 +43,17 @@ def _load(model_path: str | None) -> tuple[torch.nn.Module, dict]:
         if model_path is None:
             raise UserError("no default model shipped in this install; pass MODEL (a run folder or .safetensors file)")
     return load_model(model_path)
+
+
+class Limited(torch.nn.Module):
+    """A waveform network with its attenuation limit: ``(1 − g)·net(noisy, …) + g·noisy``."""
+
+    def __init__(self, net: torch.nn.Module, share: float):
+        super().__init__()
+        self.net, self.share = net, float(share)
+
+    def forward(self, noisy: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return (1.0 - self.share) * self.net(noisy, *rest) + self.share * noisy
 
 
 def example_inputs(meta: dict, model: torch.nn.Module, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
@@ -74,6 +90,9 @@ def export_onnx(model_path: str | None, out: str | Path, *, opset: int | None = 
                         "even saved); export a seed or masknet model instead")
     model = model.cpu().eval()
     wave = (meta.get("features") or {}).get("kind") == "wave"
+    share = atten_lim_share(meta.get("atten_lim_db"))
+    if wave and share:
+        model = Limited(model, share).eval()
     names = ("noisy", "clean") if wave else ("image", "denoised")
     axes = {0: "batch", 1: "samples"} if wave else {0: "batch"}
     x0, x1 = example_inputs(meta, model)
