@@ -202,6 +202,8 @@ HOSTILE = {  # edits of a copy of the shipped default's JSON, and a piece of the
     "config-sample_rate-1e9": (lambda m: m["config"].update(sample_rate=10 ** 9), "sample_rate 1000000000: outside"),
     "atten_lim_db-text": (lambda m: m.update(atten_lim_db="loud"), "invalid atten_lim_db loud"),
     "atten_lim_db-negative": (lambda m: m.update(atten_lim_db=-6), "invalid atten_lim_db -6"),
+    "atten_lim_db-huge": (lambda m: m.update(atten_lim_db=10 ** 400), "invalid atten_lim_db 10000000000"),
+    "atten_lim_db-bool": (lambda m: m.update(atten_lim_db=True), "invalid atten_lim_db True"),
 }
 
 

@@ -56,6 +56,13 @@ def test_a_model_files_attenuation_limit_is_in_the_graph(tmp_path):
     np.testing.assert_allclose(got, Denoiser.from_checkpoint(m).enhance(x, 16000), atol=1e-4)
     plain = Denoiser.from_checkpoint(m, atten_lim_db=float("inf")).enhance(x, 16000)
     np.testing.assert_allclose(got, 0.9 * plain + 0.1 * x, atol=1e-4)
+    meta = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "lim.onnx")).metadata_props}["digit_denoise"])
+    assert meta["atten_lim_db"] == 20 and meta["atten_lim_in_graph"] is True
+    v = save_wave_model(tmp_path / "voice", config={"voice": 8})  # a personalised one: the voice input stays
+    js = v / "model.json"
+    js.write_text(json.dumps({**json.loads(js.read_text()), "atten_lim_db": 20}))
+    s = export_onnx(str(v), tmp_path / "voice.onnx")
+    assert s["max_abs_diff"] < 1e-4 and "voice [batch, 8]" in s["input"]
 
 
 @pytest.mark.numerics

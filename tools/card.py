@@ -151,7 +151,7 @@ def build(model: str, method: str, reports: list[Path], title: str = "the defaul
              + f". Weights stored as {meta.get('weights_dtype', 'float32')}.",
              *([f"- Attenuation limit {meta['atten_lim_db']:g} dB: the output is (1 − g)·model + g·input with g = "
                 f"{10 ** (-meta['atten_lim_db'] / 20):.3f}, so nothing is attenuated by more than {meta['atten_lim_db']:g}"
-                " dB; chosen on the validation split, measured with it below; `--atten-lim none` lifts it."]
+                " dB (the numbers below include it); `--atten-lim none` lifts it."]
               if meta.get("atten_lim_db") is not None else []),
              f"- Training noise: `{t.get('noise')}` at SNR `{t.get('snr')}` dB"
              + (f" (`{t['snr_focus']}` of them from the focus range)" if t.get("snr_focus") else "")

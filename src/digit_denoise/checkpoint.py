@@ -177,9 +177,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
         raise UserError(f"{js}: invalid sample_rate {str(rate)[:20]} (expected {MIN_RATE}–{MAX_RATE} Hz); "
                         "the model file is damaged")
     lim = meta.get("atten_lim_db")
-    if lim is not None and (isinstance(lim, bool) or not isinstance(lim, (int, float)) or not 0 <= lim < math.inf):
-        raise UserError(f"{js}: invalid atten_lim_db {str(lim)[:20]} (expected a number of dB ≥ 0 or null); "
-                        "the model file is damaged")
+    if lim is not None:
+        try:
+            ok = not isinstance(lim, bool) and isinstance(lim, (int, float)) and 0 <= float(lim) < math.inf
+        except OverflowError:  # an int beyond any float
+            ok = False
+        if not ok:
+            raise UserError(f"{js}: invalid atten_lim_db {str(lim)[:20]} (expected a number of dB ≥ 0 or null); "
+                            "the model file is damaged")
+        meta["atten_lim_db"] = float(lim)
     shapes = weight_shapes(weights)
     check_shapes(js, weights, name, config, shapes)  # on the meta device: nothing is allocated
     try:

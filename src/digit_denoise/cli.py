@@ -226,8 +226,8 @@ def add_denoise(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     p.add_argument("--atten-lim", default=None, metavar="DB",
                    help="attenuate nothing by more than DB dB (the input is mixed back in: less noise removed, "
-                        "fewer artefacts; 0 leaves the input unchanged; 'none': no limit; default: the model's "
-                        "own, if --model's list names one, else none)")
+                        "fewer artefacts; 0 leaves the input unchanged; 'none': no limit; default: the model "
+                        "file's own: 25 dB for the shipped `default`, none for the others)")
     p.add_argument("--voice", default=None, metavar="PROFILE",
                    help="keep only this voice (babble and other talkers are removed): a profile from 'voice enroll' "
                         "or recordings of the voice (a.wav,b.wav); uses a personalised model (default: `voice`)")

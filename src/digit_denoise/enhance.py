@@ -20,16 +20,18 @@ Seed-representation models (kind ``"seed"``) denoise clip by clip through :class
 differ more than for waveform models (the model never saw 30-s clips squeezed into 112 frames anyway).
 
 Attenuation limit (``atten_lim_db``, as DeepFilterNet's): the output is ``(1 − g)·model(x) + g·x`` with
-``g = 10^(−dB/20)``, so no part of the input is attenuated by more than ``dB`` (0 dB: the input unchanged).
-It is applied inside each window, so chunked output still equals whole-input output. A model file may
-carry its own (``"atten_lim_db"`` in its JSON, chosen on the validation split when it was shipped);
-``atten_lim_db=math.inf`` lifts it.
+``g = 10^(−dB/20)``, mixed at the input's rate, so no part of the input (above the model's band too) is
+attenuated by more than ``dB``; 0 dB gives the input back. The mix is linear and sample by sample, so
+chunked output still equals whole-input output. A model file may carry its own (``"atten_lim_db"`` in its
+JSON; the shipped default has 25 dB); ``atten_lim_db=math.inf`` lifts it.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
+from collections import deque
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -49,26 +51,31 @@ WAVE_CHUNK_S = 30.0  # waveform models: seconds of output per model call (plus c
 
 def atten_lim_share(atten_lim_db: float | None) -> float:
     """The share ``g`` of the input mixed back for an attenuation limit of ``atten_lim_db`` dB:
-    ``10^(−dB/20)``; 0 for no limit (None or inf). Negative or NaN limits raise :class:`UserError`."""
+    ``10^(−dB/20)``; 0 for no limit (None or inf). Negative, NaN or non-numeric limits raise :class:`UserError`."""
     if atten_lim_db is None:
         return 0.0
-    if isinstance(atten_lim_db, bool) or not isinstance(atten_lim_db, (int, float)) or not atten_lim_db >= 0:
+    try:
+        db = float(atten_lim_db) if isinstance(atten_lim_db, numbers.Real) and not isinstance(atten_lim_db, bool) \
+            else math.nan
+    except OverflowError:  # an int too large for a float: no limit in practice (or negative)
+        db = math.inf if atten_lim_db > 0 else math.nan
+    if not db >= 0:
         raise UserError(f"attenuation limit {str(atten_lim_db)[:20]}: give a number of dB ≥ 0 (0: the input "
                         "unchanged) or none")
-    return 0.0 if math.isinf(atten_lim_db) else 10.0 ** (-float(atten_lim_db) / 20.0)
+    return 10.0 ** (-db / 20.0)  # 0.0 for inf (and for limits beyond ~6000 dB)
 
 
 def parse_atten_lim(text: str | None) -> float | None:
     """``--atten-lim``: a number of dB ≥ 0, ``none`` (no limit: inf), or None (the model's own)."""
     if text is None:
         return None
-    if text.strip().lower() in ("none", "off", "inf"):
+    if text.strip().lower() in ("none", "off"):
         return math.inf
     try:
-        value = float(text)
+        value = float(text)  # "inf", "1e400": no limit
     except ValueError:
         value = math.nan
-    if not 0 <= value < math.inf:
+    if not value >= 0:
         raise UserError(f"--atten-lim {text!r}: give a number of dB ≥ 0 (e.g. 20) or 'none'")
     return value
 
@@ -139,10 +146,28 @@ def overlap_add(blocks: Iterable[np.ndarray], fn: Callable[[np.ndarray], np.ndar
 
 
 class _Counted:
-    """Iterates blocks ``[C, n]`` and counts their samples (``n``) and channels; ``done`` at the end."""
+    """Iterates blocks ``[C, n]`` and counts their samples (``n``) and channels; ``done`` at the end.
+    With ``keep``, the blocks are also kept until :meth:`take` hands them out (the output lags the input by
+    at most a window, so that much is held)."""
 
-    def __init__(self, blocks: Iterable[np.ndarray]):
+    def __init__(self, blocks: Iterable[np.ndarray], keep: bool = False):
         self.blocks, self.n, self.channels, self.done = blocks, 0, None, False
+        self.kept: deque[np.ndarray] | None = deque() if keep else None
+
+    def take(self, m: int) -> np.ndarray:
+        """The next ``m`` kept input samples ``[C, m]`` (zeros where none is kept)."""
+        parts, need = [], m
+        while need and self.kept:
+            b = self.kept[0]
+            if b.shape[1] <= need:
+                parts.append(self.kept.popleft())
+                need -= b.shape[1]
+            else:
+                parts.append(b[:, :need])
+                self.kept[0], need = b[:, need:], 0
+        if need:
+            parts.append(np.zeros((self.channels or 1, need), np.float32))
+        return np.concatenate(parts, axis=1)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for b in self.blocks:
@@ -155,6 +180,8 @@ class _Counted:
                 raise UserError(f"audio blocks changed from {self.channels} to {b.shape[0]} channels")
             self.n += b.shape[1]
             if b.shape[1]:
+                if self.kept is not None:
+                    self.kept.append(b.copy())  # what the model's side does to b cannot change it
                 yield b
         self.done = True
 
@@ -171,7 +198,7 @@ class Denoiser:
         voice: personalised models: the voice to keep (a :class:`.voice.profile.VoiceProfile`, a profile
             file, or recordings of the voice); ``enhance`` / ``stream`` may give another per call.
         atten_lim_db: attenuate nothing by more than this many dB (see the module docstring); None: the
-            model's own (``meta["atten_lim_db"]``, usually none); ``math.inf``: no limit.
+            model's own (``meta["atten_lim_db"]``; the shipped default: 25 dB); ``math.inf``: no limit.
     """
 
     def __init__(self, model: torch.nn.Module, meta: dict, *, phase: str = "noisy", gl_iters: int = 32,
@@ -197,7 +224,7 @@ class Denoiser:
         self.voice = self._voice(voice) if voice is not None else None
         lim = meta.get("atten_lim_db") if atten_lim_db is None else atten_lim_db
         self.mix = atten_lim_share(lim)  # share of the input in the output
-        self.atten_lim_db = None if self.mix == 0.0 else float(lim)
+        self.atten_lim_db = None if self.mix == 0.0 else -20.0 * math.log10(self.mix)
 
     def _voice(self, voice) -> torch.Tensor:
         """A voice as the model takes it: the profile's embedding ``[1, E]`` (refused by a blind model)."""
@@ -232,11 +259,7 @@ class Denoiser:
         """Waveform models: ``[C, L]`` at the model's rate → ``[C, L]`` (channels are the batch)."""
         wave = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
         y = self.model(wave) if voice is None else self.model(wave, voice.expand(wave.shape[0], -1))
-        return self._limit(y.float().cpu().numpy(), x)
-
-    def _limit(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """The attenuation limit: ``(1 − g)·y + g·x`` (``y`` unchanged without one)."""
-        return y if self.mix == 0.0 else (1.0 - self.mix) * y + self.mix * np.asarray(x, np.float32)
+        return y.float().cpu().numpy()
 
     # ---------------------------------------------------------------- streams
     def stream(self, blocks: Iterable[np.ndarray], sample_rate: int, voice=None) -> Iterator[np.ndarray]:
@@ -254,7 +277,7 @@ class Denoiser:
         if self.personalised and v is None:
             raise UserError("this model is personalised: give a voice profile (--voice me.voice; make one with "
                             "'digit-denoise voice enroll')")
-        src = _Counted(blocks)
+        src = _Counted(blocks, keep=self.mix > 0)  # the limit mixes the input back in: keep it until then
         if self.kind == "wave":
             rate = self.sample_rate
             hop = int(getattr(self.model.config, "hop", 1) or 1)
@@ -268,7 +291,7 @@ class Denoiser:
             window, discard, fade = self.seed_model.windows(self.chunk_seconds, sr)
 
             def per_channel(x: np.ndarray) -> np.ndarray:
-                return self._limit(np.stack([self.seed_model.enhance_mono(c, sr) for c in x]), x)
+                return np.stack([self.seed_model.enhance_mono(c, sr) for c in x])
 
             out = overlap_add(src, per_channel, window=window, discard=discard, fade=fade)
         emitted = 0
@@ -277,9 +300,13 @@ class Denoiser:
                 y = y[:, :max(0, src.n - emitted)]
             emitted += y.shape[1]
             if y.shape[1]:
-                yield y.astype(np.float32, copy=False)
+                yield self._limit(y.astype(np.float32, copy=False), src)
         if emitted < src.n:
-            yield np.zeros((src.channels, src.n - emitted), np.float32)
+            yield self._limit(np.zeros((src.channels, src.n - emitted), np.float32), src)
+
+    def _limit(self, y: np.ndarray, src: _Counted) -> np.ndarray:
+        """The attenuation limit on an output block: ``(1 − g)·y + g·x`` with the input samples it came from."""
+        return y if self.mix == 0.0 else (1.0 - self.mix) * y + self.mix * src.take(y.shape[1])
 
     # ---------------------------------------------------------------- public API
     def enhance(self, audio, sample_rate: int | None = None, voice=None):

@@ -9,8 +9,8 @@ What is exported is the network itself, with a dynamic batch axis:
   the [0, 1] seed representation; the mel/dB/resize steps and their inverses stay with the caller.
 
 A model file's own attenuation limit (``"atten_lim_db"``, see :class:`.enhance.Denoiser`) is part of a
-waveform model's graph (``(1 − g)·net(noisy) + g·noisy``); a seed model's is left to the caller (it is in
-the metadata).
+waveform model's graph (``(1 − g)·net(noisy) + g·noisy``, at the model's rate; the metadata then says
+``"atten_lim_in_graph": true``); a seed model's is left to the caller (it is in the metadata).
 
 The model's JSON (name, config, features, sample rate) is stored in the ONNX metadata under
 ``digit_denoise`` (plus ``kind`` and ``sample_rate``). After writing, the file is run with
@@ -90,12 +90,14 @@ def export_onnx(model_path: str | None, out: str | Path, *, opset: int | None = 
                         "even saved); export a seed or masknet model instead")
     model = model.cpu().eval()
     wave = (meta.get("features") or {}).get("kind") == "wave"
+
+    names = ("noisy", "clean") if wave else ("image", "denoised")
+    axes = {0: "batch", 1: "samples"} if wave else {0: "batch"}
+    x0, x1 = example_inputs(meta, model)  # from the network itself (a voice model's embedding size)
     share = atten_lim_share(meta.get("atten_lim_db"))
     if wave and share:
         model = Limited(model, share).eval()
-    names = ("noisy", "clean") if wave else ("image", "denoised")
-    axes = {0: "batch", 1: "samples"} if wave else {0: "batch"}
-    x0, x1 = example_inputs(meta, model)
+        meta = {**meta, "atten_lim_in_graph": True}  # a consumer must not apply it again
     inputs = [names[0], "voice"][:len(x0)]  # a personalised model: the voice embedding [batch, E] too
     kwargs = dict(input_names=inputs, output_names=[names[1]], opset_version=opset,
                   dynamic_axes={names[0]: axes, names[1]: axes, **({"voice": {0: "batch"}} if len(x0) > 1 else {})})

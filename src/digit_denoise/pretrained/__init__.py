@@ -41,13 +41,13 @@ _DEFAULT_CHAIN = tuple(f"recipes/default/{s}.toml" for s in ("1-fast-ft", "2-fas
                                                               "5-fast-nr2"))
 REGISTRY: dict[str, Packaged] = {p.name: p for p in (
     Packaged("default", "default", "masknet", f"{_FSDD}; int8 weights",
-             "the default: `best`'s network at 14,000 steps after three guard stages that keep it above "
-             "`fast-nr2` in every test condition, with a 25 dB attenuation limit (RTF ~0.008)",
+             "the default: `best`'s network at 14,000 steps after three guard stages against `fast-nr2`, with a "
+             "25 dB attenuation limit: ahead of `fast-nr2` in SI-SDR in every test condition (RTF ~0.008)",
              ("recipes/long/l240-s14000.toml", "recipes/long/l240-guard3.toml", "recipes/long/l240-guard4.toml",
               "recipes/long/l240-guard5.toml")),
     Packaged("best", "best", "masknet", f"{_FSDD}; int8 weights",
              "the highest mean quality measured here: a 240-channel network trained from scratch for 22,000 steps; "
-             "1.1 dB ahead of the default on average, 0.8 dB behind on babble at -8 dB (RTF ~0.008)",
+             "0.5 dB ahead of the default on average, 0.9 dB behind on babble at -8 dB (RTF ~0.008)",
              ("recipes/long/l240.toml",)),
     Packaged("fast-nr2", "fast-nr2", "masknet", _FSDD,
              "the small `fast` network fine-tuned on speech16k + FSDD in five stages (RTF ~0.006); the default "
