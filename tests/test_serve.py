@@ -76,6 +76,27 @@ def test_round_trip_keeps_rate_channels_and_length(server):
     assert r.status_code == 200 and sf.read(io.BytesIO(r.content))[0].shape == (x.shape[0],)
 
 
+def test_atten_lim_field(server):
+    """``atten_lim``: 0 gives the input back, ``none`` and the model's own denoise; a bad value is a 400 JSON error."""
+    x = noisy_stereo()
+    body = wav(x, 22050, "FLOAT")
+    outs = {}
+    for lim in ("0", "none", ""):
+        r = httpx.post(f"{server}/api/denoise", files={"file": ("a.wav", body)}, data={"model": "fast", "atten_lim": lim},
+                       timeout=60)
+        assert r.status_code == 200, r.text
+        outs[lim] = sf.read(io.BytesIO(r.content), always_2d=True)[0]
+    np.testing.assert_allclose(outs["0"], x, atol=1e-6)
+    np.testing.assert_allclose(outs["none"], outs[""], atol=1e-6)  # `fast` has no limit of its own
+    assert not np.allclose(outs["none"], x, atol=1e-2)
+    for bad in ("-3", "loud", "nan"):
+        r = httpx.post(f"{server}/api/denoise", files={"file": ("a.wav", body)}, data={"atten_lim": bad}, timeout=60)
+        assert r.status_code == 400 and "atten_lim" in r.json()["error"]
+    r = httpx.post(f"{server}/api/playground", data={"sample": sorted(p.stem for p in SAMPLES.glob("*.flac"))[0],
+                                                     "noise": "white", "snr": "0", "atten_lim": "0"}, timeout=60)
+    assert r.status_code == 200 and abs(r.json()["metrics"]["si_sdr"] - r.json()["metrics"]["si_sdr_noisy"]) < 0.01
+
+
 def test_models_health_and_samples(server):
     models = httpx.get(f"{server}/api/models", timeout=60).json()
     assert [m["name"] for m in models] == ["fast", "gtcrn"] and models[0]["default"] is True

@@ -186,6 +186,11 @@ class _Counted:
         self.done = True
 
 
+def _limit(y: np.ndarray, src: _Counted, mix: float) -> np.ndarray:
+    """The attenuation limit on an output block: ``(1 − g)·y + g·x`` with the input samples it came from."""
+    return y if mix == 0.0 else (1.0 - mix) * y + mix * src.take(y.shape[1])
+
+
 # ------------------------------------------------------------------------------- Denoiser
 class Denoiser:
     """A loaded model plus everything needed to turn audio into denoised audio.
@@ -262,7 +267,8 @@ class Denoiser:
         return y.float().cpu().numpy()
 
     # ---------------------------------------------------------------- streams
-    def stream(self, blocks: Iterable[np.ndarray], sample_rate: int, voice=None) -> Iterator[np.ndarray]:
+    def stream(self, blocks: Iterable[np.ndarray], sample_rate: int, voice=None,
+               atten_lim_db: float | None = None) -> Iterator[np.ndarray]:
         """Denoise a stream: blocks ``[C, n_i]`` at ``sample_rate`` in, float32 blocks ``[C, m_j]`` out.
 
         The output has the same rate, channels and total length as the input. Blocks may have any
@@ -270,14 +276,16 @@ class Denoiser:
         window size (``chunk_seconds``), whatever the input's length. The rate must be within
         ``audio.MIN_RATE``…``audio.MAX_RATE`` (a UserError otherwise: resampling 1 Hz audio costs without bound).
         A personalised model keeps ``voice`` (or the Denoiser's own); the embedding is computed once.
+        ``atten_lim_db``: this call's attenuation limit (None: the Denoiser's own; ``math.inf``: none).
         """
+        mix = self.mix if atten_lim_db is None else atten_lim_share(atten_lim_db)
         sr = int(sample_rate)
         check_rate(sr)
         v = self._voice(voice) if voice is not None else self.voice
         if self.personalised and v is None:
             raise UserError("this model is personalised: give a voice profile (--voice me.voice; make one with "
                             "'digit-denoise voice enroll')")
-        src = _Counted(blocks, keep=self.mix > 0)  # the limit mixes the input back in: keep it until then
+        src = _Counted(blocks, keep=mix > 0)  # the limit mixes the input back in: keep it until then
         if self.kind == "wave":
             rate = self.sample_rate
             hop = int(getattr(self.model.config, "hop", 1) or 1)
@@ -300,16 +308,12 @@ class Denoiser:
                 y = y[:, :max(0, src.n - emitted)]
             emitted += y.shape[1]
             if y.shape[1]:
-                yield self._limit(y.astype(np.float32, copy=False), src)
+                yield _limit(y.astype(np.float32, copy=False), src, mix)
         if emitted < src.n:
-            yield self._limit(np.zeros((src.channels, src.n - emitted), np.float32), src)
-
-    def _limit(self, y: np.ndarray, src: _Counted) -> np.ndarray:
-        """The attenuation limit on an output block: ``(1 − g)·y + g·x`` with the input samples it came from."""
-        return y if self.mix == 0.0 else (1.0 - self.mix) * y + self.mix * src.take(y.shape[1])
+            yield _limit(np.zeros((src.channels, src.n - emitted), np.float32), src, mix)
 
     # ---------------------------------------------------------------- public API
-    def enhance(self, audio, sample_rate: int | None = None, voice=None):
+    def enhance(self, audio, sample_rate: int | None = None, voice=None, atten_lim_db: float | None = None):
         """Denoise a path, a numpy array or a tensor; returns the same kind.
 
         Arrays/tensors: ``[T]`` or ``[channels, T]`` at ``sample_rate`` → same shape and rate
@@ -317,20 +321,21 @@ class Denoiser:
         may exceed ±1 where the input did.
         A path (any format libsndfile reads) returns ``(array[channels, T], sample_rate)`` of the file.
         ``voice``: for a personalised model, the voice to keep (see the class; default: the Denoiser's own).
+        ``atten_lim_db``: this call's attenuation limit (see :meth:`stream`).
         """
         if isinstance(audio, (str, os.PathLike)):
             hdr = info(audio)
-            blocks = list(self.stream(read_blocks(audio), hdr.sample_rate, voice))
+            blocks = list(self.stream(read_blocks(audio), hdr.sample_rate, voice, atten_lim_db))
             y = np.concatenate(blocks, axis=1) if blocks else np.zeros((hdr.channels, 0), np.float32)
             return y, hdr.sample_rate
         if sample_rate is None or int(sample_rate) <= 0:
             raise UserError("enhance(audio, sample_rate): give the sample rate of the array")
         if isinstance(audio, torch.Tensor):
-            y = self._enhance_array(audio.detach().cpu().float().numpy(), int(sample_rate), voice)
+            y = self._enhance_array(audio.detach().cpu().float().numpy(), int(sample_rate), voice, atten_lim_db)
             return torch.from_numpy(y).to(audio.device, audio.dtype)
-        return self._enhance_array(np.asarray(audio), int(sample_rate), voice)
+        return self._enhance_array(np.asarray(audio), int(sample_rate), voice, atten_lim_db)
 
-    def _enhance_array(self, x: np.ndarray, sr: int, voice=None) -> np.ndarray:
+    def _enhance_array(self, x: np.ndarray, sr: int, voice=None, atten_lim_db: float | None = None) -> np.ndarray:
         if x.ndim not in (1, 2):
             raise UserError(f"audio must be [samples] or [channels, samples], got shape {x.shape}")
         x = x.astype(np.float32, copy=False)
@@ -339,5 +344,5 @@ class Denoiser:
         x2 = x[None] if x.ndim == 1 else x
         if x2.shape[0] == 0 or x2.shape[1] == 0:
             return np.zeros(x.shape, np.float32)
-        y = np.concatenate(list(self.stream([x2], sr, voice)), axis=1)
+        y = np.concatenate(list(self.stream([x2], sr, voice, atten_lim_db)), axis=1)
         return y[0] if x.ndim == 1 else y

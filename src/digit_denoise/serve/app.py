@@ -6,8 +6,8 @@ Routes::
     GET  /api/health           {"status": "ok", "models": [...], "busy": n, "waiting": n}
     GET  /api/models           [{"name", "summary", "sample_rate", "default"}]
     GET  /api/samples          ["seven-voice01", ...]  (short synthetic digits shipped in the package)
-    POST /api/denoise          multipart `file` (+ `model`): the denoised audio as WAV, the input's
-                               rate, channel count and length
+    POST /api/denoise          multipart `file` (+ `model`, `atten_lim`: dB or none): the denoised audio
+                               as WAV, the input's rate, channel count and length
     POST /api/session          the same upload: JSON with links to noisy/denoised WAV and spectrograms
     POST /api/playground       `sample` (or `file`), `noise`, `snr` (+ `model`): mixes, denoises and
                                scores SI-SDR / PESQ / STOI of the noisy and denoised audio
@@ -46,7 +46,7 @@ from starlette.staticfiles import StaticFiles
 from ..checkpoint import load_model, read_meta, resolve
 from ..data.manifest import manifest_paths
 from ..data.noise import BUILTIN_KINDS, babble, clip_rng, mix_at_snr, noise_signal
-from ..enhance import Denoiser
+from ..enhance import Denoiser, parse_atten_lim
 from ..errors import UserError
 from ..metrics import clip_metrics
 from ..pretrained import available
@@ -121,9 +121,18 @@ class State:
         return rid
 
 
-def denoise_array(state: State, model: str, x: np.ndarray, rate: int, voice: VoiceProfile | None = None) -> np.ndarray:
-    y = state.denoiser(model).enhance(x, rate, voice=voice)
+def denoise_array(state: State, model: str, x: np.ndarray, rate: int, voice: VoiceProfile | None = None,
+                  atten_lim: float | None = None) -> np.ndarray:
+    y = state.denoiser(model).enhance(x, rate, voice=voice, atten_lim_db=atten_lim)
     return np.asarray(y, np.float32).reshape(x.shape)
+
+
+def atten_lim_of(fields: dict) -> float | None:
+    """The ``atten_lim`` field: dB ≥ 0 or ``none``; absent or empty: the model's own."""
+    try:
+        return parse_atten_lim(fields.get("atten_lim") or None)
+    except UserError as e:
+        raise BadRequest(400, str(e).replace("--atten-lim", "atten_lim")) from None
 
 
 def voice_of(upload: tuple[str, bytes] | None, max_seconds: float) -> VoiceProfile | None:
@@ -153,7 +162,8 @@ def session_parts(noisy: np.ndarray, clean: np.ndarray, rate: int, subtype: str)
             "noisy.png": spectrogram_png(noisy, rate, "before"), "denoised.png": spectrogram_png(clean, rate, "after")}
 
 
-def playground(state: State, model: str, clean: np.ndarray, rate: int, noise: str, snr: float, seed: int) -> dict:
+def playground(state: State, model: str, clean: np.ndarray, rate: int, noise: str, snr: float, seed: int,
+               atten_lim: float | None = None) -> dict:
     """Mix ``clean`` (mono) with ``noise`` at ``snr``, denoise, score; returns parts and metrics."""
     rng = clip_rng(seed, "playground", noise, snr)
     if noise in ("babble", "talker"):  # other voices: the shipped samples (one for a talker), looped
@@ -162,7 +172,7 @@ def playground(state: State, model: str, clean: np.ndarray, rate: int, noise: st
     else:
         n = noise_signal(noise, clean.size, rng, sr=rate)
     noisy, _ = mix_at_snr(clean, n, snr)
-    enhanced = denoise_array(state, model, noisy[None], rate)[0]
+    enhanced = denoise_array(state, model, noisy[None], rate, atten_lim=atten_lim)[0]
     m = clip_metrics(clean, noisy, enhanced, rate)
     metrics = {k: (None if v is None or not np.isfinite(v) else round(float(v), 3)) for k, v in m.items()}
     return {"parts": session_parts(noisy[None], enhanced[None], rate, "FLOAT"), "metrics": metrics}
@@ -248,10 +258,10 @@ class Api:
     async def denoise(self, request):
         up = await self.form_of(request)
         fields, data, name = up.fields, up.data, up.name
-        model = self.model_name(fields, up.voice is not None)
+        model, lim = self.model_name(fields, up.voice is not None), atten_lim_of(fields)
         x, rate, subtype = read_upload(data, name, self.cfg.max_seconds)
         voice = await self.compute(voice_of, up.voice, self.cfg.max_seconds) if up.voice else None
-        y = await self.compute(denoise_array, self.state, model, x, rate, voice)
+        y = await self.compute(denoise_array, self.state, model, x, rate, voice, lim)
         body = await run_in_threadpool(wav_bytes, y, rate, subtype)
         stem = (Path(name).stem or "audio")[:60]
         return Response(body, media_type="audio/wav", headers={"Content-Disposition": attachment(f"{stem}-denoised.wav")})
@@ -259,11 +269,11 @@ class Api:
     async def session(self, request):
         up = await self.form_of(request)
         fields, data, name = up.fields, up.data, up.name
-        model = self.model_name(fields, up.voice is not None)
+        model, lim = self.model_name(fields, up.voice is not None), atten_lim_of(fields)
         x, rate, subtype = read_upload(data, name, self.cfg.max_seconds)
 
         def work():
-            y = denoise_array(self.state, model, x, rate, voice_of(up.voice, self.cfg.max_seconds))
+            y = denoise_array(self.state, model, x, rate, voice_of(up.voice, self.cfg.max_seconds), lim)
             return session_parts(x, y, rate, subtype)
 
         rid = self.state.keep(await self.compute(work))
@@ -281,7 +291,7 @@ class Api:
     async def play(self, request):
         up = await self.form_of(request, need_file=False)
         fields, data, name = up.fields, up.data, up.name
-        model = self.model_name(fields)
+        model, lim = self.model_name(fields), atten_lim_of(fields)
         noise = fields.get("noise", "white")
         if noise not in NOISES:
             raise BadRequest(400, f"noise {noise[:40]!r}: choose one of {', '.join(NOISES)}")
@@ -299,7 +309,7 @@ class Api:
             if sample not in known:  # a name from our own list, never a path
                 raise BadRequest(400, f"sample {sample[:40]!r}: choose one of {', '.join(sorted(known))} or upload a file")
             x, rate, _ = read_upload(known[sample].read_bytes(), sample)
-        out = await self.compute(playground, self.state, model, x.mean(0), rate, noise, snr, 0)
+        out = await self.compute(playground, self.state, model, x.mean(0), rate, noise, snr, 0, lim)
         rid = self.state.keep(out["parts"])
         return JSONResponse({"id": rid, "model": model, "noise": noise, "snr": snr, "metrics": out["metrics"],
                              **{k.replace(".", "_"): f"/api/result/{rid}/{k}" for k in PARTS}})

@@ -52,7 +52,7 @@ $("denoise-form").addEventListener("submit", async (ev) => {
     }
     fd.append("voice", new Blob([JSON.stringify(profile)], { type: "application/json" }), "me.voice");
   }
-  fd.append("model", $("model").value);
+  fd.append("model", $("model").value); fd.append("atten_lim", $("atten").value);
   say($("status"), "denoising…"); $("go").disabled = true;
   try {
     const res = await json("/api/session", { method: "POST", body: fd });
@@ -67,7 +67,7 @@ $("denoise-form").addEventListener("submit", async (ev) => {
 
 $("play-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const fd = new FormData($("play-form")); fd.append("model", $("model").value);
+  const fd = new FormData($("play-form")); fd.append("model", $("model").value); fd.append("atten_lim", $("atten").value);
   say($("play-status"), "mixing and denoising…");
   try {
     const res = await json("/api/playground", { method: "POST", body: fd });
