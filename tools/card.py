@@ -19,6 +19,7 @@ from pathlib import Path
 from digit_denoise.audio import atomic_path
 from digit_denoise.checkpoint import read_meta, resolve
 from digit_denoise.data.manifest import manifest_paths
+from digit_denoise.enhance import atten_lim_share
 from digit_denoise.errors import UserError
 from digit_denoise.models import build_model
 from digit_denoise.training.config import PARSERS
@@ -150,7 +151,7 @@ def build(model: str, method: str, reports: list[Path], title: str = "the defaul
                 if t.get("elapsed_s") else "")
              + f". Weights stored as {meta.get('weights_dtype', 'float32')}.",
              *([f"- Attenuation limit {meta['atten_lim_db']:g} dB: the output is (1 − g)·model + g·input with g = "
-                f"{10 ** (-meta['atten_lim_db'] / 20):.3f}, so nothing is attenuated by more than {meta['atten_lim_db']:g}"
+                f"{atten_lim_share(meta['atten_lim_db']):.3f}, so nothing is attenuated by more than {meta['atten_lim_db']:g}"
                 " dB (the numbers below include it); `--atten-lim none` lifts it."]
               if meta.get("atten_lim_db") is not None else []),
              f"- Training noise: `{t.get('noise')}` at SNR `{t.get('snr')}` dB"

@@ -54,19 +54,16 @@ def atten_lim_share(atten_lim_db: float | None) -> float:
     ``10^(−dB/20)``; 0 for no limit (None or inf). Negative, NaN or non-numeric limits raise :class:`UserError`."""
     if atten_lim_db is None:
         return 0.0
-    try:
-        db = float(atten_lim_db) if isinstance(atten_lim_db, numbers.Real) and not isinstance(atten_lim_db, bool) \
-            else math.nan
-    except OverflowError:  # an int too large for a float: no limit in practice (or negative)
-        db = math.inf if atten_lim_db > 0 else math.nan
-    if not db >= 0:
+    if isinstance(atten_lim_db, bool) or not isinstance(atten_lim_db, numbers.Real) or not atten_lim_db >= 0:
         raise UserError(f"attenuation limit {str(atten_lim_db)[:20]}: give a number of dB ≥ 0 (0: the input "
                         "unchanged) or none")
-    return 10.0 ** (-db / 20.0)  # 0.0 for inf (and for limits beyond ~6000 dB)
+    # beyond ~6000 dB (inf, an int too large for a float) the share is 0 anyway
+    return 0.0 if atten_lim_db > 6000 else 10.0 ** (-float(atten_lim_db) / 20.0)
 
 
-def parse_atten_lim(text: str | None) -> float | None:
-    """``--atten-lim``: a number of dB ≥ 0, ``none`` (no limit: inf), or None (the model's own)."""
+def parse_atten_lim(text: str | None, name: str = "--atten-lim") -> float | None:
+    """``--atten-lim`` (or the field ``name``): a number of dB ≥ 0, ``none`` (no limit: inf), or None (the
+    model's own)."""
     if text is None:
         return None
     if text.strip().lower() in ("none", "off"):
@@ -76,7 +73,7 @@ def parse_atten_lim(text: str | None) -> float | None:
     except ValueError:
         value = math.nan
     if not value >= 0:
-        raise UserError(f"--atten-lim {text!r}: give a number of dB ≥ 0 (e.g. 20) or 'none'")
+        raise UserError(f"{name} {text!r}: give a number of dB ≥ 0 (e.g. 20) or 'none'")
     return value
 
 

@@ -130,9 +130,9 @@ def denoise_array(state: State, model: str, x: np.ndarray, rate: int, voice: Voi
 def atten_lim_of(fields: dict) -> float | None:
     """The ``atten_lim`` field: dB ≥ 0 or ``none``; absent or empty: the model's own."""
     try:
-        return parse_atten_lim(fields.get("atten_lim") or None)
+        return parse_atten_lim(fields.get("atten_lim") or None, "atten_lim")
     except UserError as e:
-        raise BadRequest(400, str(e).replace("--atten-lim", "atten_lim")) from None
+        raise BadRequest(400, str(e)) from None
 
 
 def voice_of(upload: tuple[str, bytes] | None, max_seconds: float) -> VoiceProfile | None:
